@@ -1,0 +1,117 @@
+//! The `bullet-train` binary. `serve` runs the server; `migrate` applies database migrations.
+//! Configuration comes from flags or their environment variables, read here and nowhere else.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bullet_train_server::{Config, Limits, Server};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "bullet-train",
+    version,
+    about = "Self-hosted feature flags and remote config"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+struct DatabaseArgs {
+    /// Database URL: `sqlite://path` (created if missing).
+    #[arg(
+        long,
+        env = "BULLET_TRAIN_DATABASE_URL",
+        default_value = "sqlite://bullet-train.db"
+    )]
+    database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on (`127.0.0.1:0` picks a free port).
+    #[arg(long, env = "BULLET_TRAIN_BIND", default_value = "127.0.0.1:8000")]
+    bind: String,
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Admin API token. Without one, the first start generates one, prints it once and stores its hash.
+    #[arg(long, env = "BULLET_TRAIN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Seconds between keep-alive comments on event streams.
+    #[arg(long, env = "BULLET_TRAIN_SSE_KEEP_ALIVE_SECONDS", default_value_t = 5)]
+    sse_keep_alive_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            let store = bullet_train_server::open_store(&args.database_url).await?;
+            store.migrate().await.context("applying migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config {
+        database_url: args.database.database_url,
+        admin_token: args.admin_token,
+        limits: Limits {
+            sse_keep_alive: Duration::from_secs(args.sse_keep_alive_seconds.max(1)),
+            ..Limits::default()
+        },
+    };
+    let server = Server::start(config).await?;
+    let listener = TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("binding {}", args.bind))?;
+    if let Some(token) = server.generated_admin_token() {
+        println!("Generated admin token (shown once; keep it safe): {token}");
+    }
+    println!("listening on http://{}", listener.local_addr()?);
+    server.serve(listener, shutdown_signal()).await
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,206 @@
+//! The `bullet-train` binary as users run it: first-start token, durability across `kill -9`,
+//! graceful shutdown on SIGTERM, and `migrate`.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const KEY: &str = "QuickStartEnvironment1";
+
+struct Running {
+    child: Child,
+    stdout: Lines<BufReader<ChildStdout>>,
+    url: String,
+    /// Lines printed before "listening on".
+    banner: Vec<String>,
+}
+
+/// Starts `bullet-train serve` on a free port and waits until it listens.
+async fn serve(database: &Path, token: Option<&str>) -> Running {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bullet-train"));
+    command
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", database.display()))
+        .env_remove("BULLET_TRAIN_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(token) = token {
+        command.args(["--admin-token", token]);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = Vec::new();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("server exited");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return url.to_owned();
+            }
+            banner.push(line);
+        }
+    })
+    .await
+    .expect("server did not start");
+    Running {
+        child,
+        stdout,
+        url,
+        banner,
+    }
+}
+
+fn sample() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/environment.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+async fn import(http: &reqwest::Client, url: &str, token: &str) -> reqwest::StatusCode {
+    http.put(format!("{url}/api/v1/environments/{KEY}/document/"))
+        .header("Authorization", format!("Token {token}"))
+        .json(&sample())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn first_start_generates_a_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("bt.db");
+    let http = reqwest::Client::new();
+    let mut first = serve(&database, None).await;
+    let line = first
+        .banner
+        .iter()
+        .find(|l| l.starts_with("Generated admin token"))
+        .expect("the token is printed on first start")
+        .clone();
+    let token = line.rsplit(' ').next().unwrap().to_owned();
+    assert!(token.len() >= 32);
+    assert!(import(&http, &first.url, &token).await.is_success());
+    assert_eq!(import(&http, &first.url, "wrong").await, 401);
+    first.child.kill().await.unwrap();
+
+    let mut second = serve(&database, None).await;
+    assert!(
+        second.banner.iter().all(|l| !l.contains("token")),
+        "{:?}",
+        second.banner
+    );
+    assert!(
+        import(&http, &second.url, &token).await.is_success(),
+        "the stored hash still matches"
+    );
+    second.child.kill().await.unwrap();
+    // The database holds the token's hash, never the token.
+    let bytes = std::fs::read(&database).unwrap();
+    let wal = std::fs::read(dir.path().join("bt.db-wal")).unwrap_or_default();
+    let needle = token.as_bytes();
+    for content in [&bytes, &wal] {
+        assert!(!content.windows(needle.len()).any(|w| w == needle));
+    }
+}
+
+#[tokio::test]
+async fn acknowledged_trait_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("bt.db");
+    let http = reqwest::Client::new();
+    let mut server = serve(&database, Some("t")).await;
+    assert!(import(&http, &server.url, "t").await.is_success());
+    for i in 0..20 {
+        let body = json!({"identity": {"identifier": "durable"}, "trait_key": format!("k{i}"), "trait_value": i});
+        let response = http
+            .post(format!("{}/api/v1/traits/", server.url))
+            .header("X-Environment-Key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // SIGKILL: no shutdown code runs.
+    server.child.kill().await.unwrap();
+
+    let restarted = serve(&database, Some("t")).await;
+    let identity: Value = http
+        .get(format!(
+            "{}/api/v1/identities/?identifier=durable",
+            restarted.url
+        ))
+        .header("X-Environment-Key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let traits = identity["traits"].as_array().unwrap();
+    assert_eq!(traits.len(), 20);
+    assert_eq!(traits[19]["trait_key"], "k19");
+    assert_eq!(traits[19]["trait_value"], 19);
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully_even_with_open_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = serve(&dir.path().join("bt.db"), Some("t")).await;
+    let http = reqwest::Client::new();
+    assert!(import(&http, &server.url, "t").await.is_success());
+    let mut stream = http
+        .get(format!("{}/sse/environments/{KEY}/stream", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(stream.chunk().await.unwrap().is_some());
+    let pid = server.child.id().unwrap().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
+        .await
+        .expect("no exit after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    while let Ok(Some(_)) = stream.chunk().await {}
+    assert!(server.stdout.next_line().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn migrate_applies_migrations_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bt.db").display());
+    for _ in 0..2 {
+        let output = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+            .args(["migrate", "--database-url", &url])
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "migrations applied"
+        );
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .args(["migrate", "--database-url", "mysql://nope"])
+        .output()
+        .await
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported database URL"));
+}

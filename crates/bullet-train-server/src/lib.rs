@@ -1,0 +1,139 @@
+//! The Bullet Train server: every Bullet Train / Flagsmith SDK endpoint, the real-time stream, health
+//! and admin routes, over a [`bullet_train_store::Store`].
+//!
+//! # Layout
+//!
+//! - [`Server`]: startup (store, migrations, admin token, snapshots) and serving on a bound listener.
+//! - `registry`: SDK keys to environments; each environment's snapshot and event channel.
+//! - `snapshot`: what an environment's snapshot holds (engine snapshot, pre-serialized bodies).
+//! - `routes`: one module per resource; `extract`: keys, tokens and bodies; `error`: `ApiError`.
+//!
+//! # Invariants
+//!
+//! - The SDK read path reads no environment data from the store: only an identity's own traits and
+//!   overrides. Snapshots are rebuilt and swapped after every committed write.
+//! - Only this crate knows HTTP status codes.
+//! - No secret is logged: request spans record the route pattern only.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::ServiceExt;
+use axum::extract::Request;
+use bullet_train_store::{SqliteStore, Store};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::Layer as _;
+
+mod config;
+mod error;
+mod extract;
+mod registry;
+mod routes;
+mod snapshot;
+mod state;
+
+pub use config::{Config, Limits};
+
+use extract::AdminToken;
+use registry::Registry;
+use state::AppState;
+
+/// Where the admin token's hash is kept when the server generated the token.
+const ADMIN_TOKEN_META: &str = "admin_token_sha256";
+
+/// Opens the store a database URL names.
+pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        let store = SqliteStore::connect(url)
+            .await
+            .with_context(|| format!("opening {url}"))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL (expected sqlite://...)")
+}
+
+/// A started server, ready to serve.
+pub struct Server {
+    state: AppState,
+    shutdown: watch::Sender<bool>,
+    generated_admin_token: Option<String>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the generated token.
+        f.debug_struct("Server")
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Opens and migrates the store, settles the admin token, and loads every environment.
+    pub async fn start(config: Config) -> anyhow::Result<Server> {
+        let store = open_store(&config.database_url).await?;
+        store.migrate().await.context("applying migrations")?;
+        let (sha256, generated_admin_token) = match &config.admin_token {
+            Some(token) => (Sha256::digest(token.as_bytes()).into(), None),
+            None => match store.meta(ADMIN_TOKEN_META).await? {
+                Some(stored) => {
+                    let bytes = hex::decode(&stored).context("corrupt stored admin token hash")?;
+                    let hash = <[u8; 32]>::try_from(bytes.as_slice())
+                        .map_err(|_| anyhow::anyhow!("corrupt stored admin token hash"))?;
+                    (hash, None)
+                }
+                None => {
+                    let token = bullet_train_store::random::token();
+                    let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                    store.set_meta(ADMIN_TOKEN_META, &hex::encode(hash)).await?;
+                    (hash, Some(token))
+                }
+            },
+        };
+        let registry = Registry::load(store.clone())
+            .await
+            .context("loading environments")?;
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        Ok(Server {
+            state: AppState {
+                store,
+                registry: Arc::new(registry),
+                admin_token: Arc::new(AdminToken { sha256 }),
+                limits: config.limits,
+                shutdown: shutdown_rx,
+            },
+            shutdown,
+            generated_admin_token,
+        })
+    }
+
+    /// The admin token generated on this first start, to be shown once. `None` when a token was
+    /// configured or had been generated before.
+    pub fn generated_admin_token(&self) -> Option<&str> {
+        self.generated_admin_token.as_deref()
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then finishes the requests in flight (event
+    /// streams end) and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = routes::router(self.state.clone());
+        let service = tower::util::MapRequestLayer::new(routes::normalise_path).layer(router);
+        let stop = self.shutdown.clone();
+        let signal = async move {
+            shutdown.await;
+            stop.send_replace(true);
+        };
+        axum::serve(listener, ServiceExt::<Request>::into_make_service(service))
+            .with_graceful_shutdown(signal)
+            .await
+            .context("serving")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Flag analytics: `POST analytics/flags/` (v1, `{feature name: count}`) and `POST /api/v2/analytics/flags/`
+//! (`{"evaluations": [...]}`). Counts are stored per feature per UTC day. Unknown features and
+//! non-integer counts are dropped silently, as Flagsmith does; digit keys naming a feature id (the
+//! 2021 Python SDKs' form) are counted for that feature.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bullet_train_store::model::Id;
+use bullet_train_store::time::{day, now_micros};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Sdk};
+use crate::snapshot::EnvSnapshot;
+use crate::state::AppState;
+
+/// The feature a key names: a feature name, or (legacy) a feature id.
+fn feature_of(snapshot: &EnvSnapshot, key: &str) -> Option<Id> {
+    if let Some(position) = snapshot.engine.feature_position(key) {
+        return Some(snapshot.features[position].id);
+    }
+    let id: Id = key.parse().ok()?;
+    snapshot.position_of_id(id).map(|_| id)
+}
+
+async fn record(state: &AppState, sdk: &Sdk, counts: HashMap<Id, i64>) -> ApiResult<()> {
+    let counts: Vec<(Id, i64)> = counts.into_iter().filter(|(_, n)| *n > 0).collect();
+    state
+        .store
+        .record_evaluations(sdk.environment.id, &day(now_micros()), &counts)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn v1(
+    State(state): State<AppState>,
+    sdk: Sdk,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let Some(object) = body.as_object() else {
+        return Err(ApiError::field(
+            "non_field_errors",
+            "Expected a JSON object.",
+        ));
+    };
+    let mut counts: HashMap<Id, i64> = HashMap::new();
+    for (key, count) in object {
+        if let (Some(feature), Some(n)) = (feature_of(&sdk.snapshot, key), count.as_i64()) {
+            *counts.entry(feature).or_default() += n;
+        }
+    }
+    record(&state, &sdk, counts).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+pub(crate) async fn v2(
+    State(state): State<AppState>,
+    sdk: Sdk,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let Some(evaluations) = body.get("evaluations").and_then(|e| e.as_array()) else {
+        return Err(ApiError::field("evaluations", "This field is required."));
+    };
+    let mut counts: HashMap<Id, i64> = HashMap::new();
+    for evaluation in evaluations {
+        let name = evaluation.get("feature_name").and_then(|n| n.as_str());
+        let count = evaluation.get("count").and_then(|c| c.as_i64());
+        if let (Some(feature), Some(n)) = (name.and_then(|n| feature_of(&sdk.snapshot, n)), count) {
+            *counts.entry(feature).or_default() += n;
+        }
+    }
+    record(&state, &sdk, counts).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,33 @@
+//! `GET environment-document/`: the pre-serialized environment document, server-side keys only, with
+//! `Last-Modified` and `If-Modified-Since` → 304.
+
+use axum::http::header::{IF_MODIFIED_SINCE, LAST_MODIFIED};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Sdk;
+use crate::routes::{UPDATED_AT, json_bytes};
+use crate::snapshot::KeyKind;
+
+pub(crate) async fn get(sdk: Sdk, headers: HeaderMap) -> ApiResult<Response> {
+    if sdk.kind != KeyKind::Server {
+        return Err(ApiError::Forbidden("Invalid or missing Environment key"));
+    }
+    let snapshot = &sdk.snapshot;
+    let unchanged = headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .is_some_and(|since| snapshot.last_modified_secs <= since.as_secs());
+    let mut response = if unchanged {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        json_bytes(StatusCode::OK, snapshot.document.clone())
+    };
+    let headers = response.headers_mut();
+    headers.insert(LAST_MODIFIED, snapshot.last_modified.clone());
+    headers.insert(UPDATED_AT, snapshot.updated_at_header.clone());
+    Ok(response)
+}

@@ -1,0 +1,148 @@
+//! The Bullet Train era routes Flagsmith still mounts: `GET flags/{identifier}` (flags with the
+//! identity's overrides, multivariate flags at their control value), `GET identities/{identifier}/`
+//! (flags, traits and matched segments) and `POST identities/{identifier}/traits/{key}`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bullet_train_engine::Identity;
+use bullet_train_protocol::Value;
+use bullet_train_store::model::TraitChange;
+use serde_json::json;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Params, Sdk};
+use crate::routes::identities::{
+    EffectiveTrait, check_identifier, override_inputs, stored_traits, trait_value, write_traits,
+};
+use crate::routes::json_bytes;
+use crate::routes::traits::check_trait_writes;
+use crate::state::AppState;
+
+pub(crate) async fn identity_flags(
+    State(state): State<AppState>,
+    sdk: Sdk,
+    Path(identifier): Path<String>,
+    params: Params,
+) -> ApiResult<Response> {
+    check_identifier("identifier", &identifier)?;
+    let record = state
+        .store
+        .ensure_identity(sdk.environment.id, &identifier)
+        .await?;
+    let snapshot = &sdk.snapshot;
+    let traits = stored_traits(&record);
+    let trait_refs: Vec<(&str, &Value)> =
+        traits.iter().map(|t| (t.key.as_str(), &t.value)).collect();
+    let (overrides, override_states) = override_inputs(snapshot, &record.overrides);
+    let override_json = snapshot.identity_override_json(&override_states);
+    let identity = Identity::new(&identifier)
+        .with_traits(&trait_refs)
+        .with_overrides(&overrides);
+    let evaluation = snapshot.engine.evaluate(Some(&identity));
+    let visible =
+        |f: &&bullet_train_engine::Flag<'_>| snapshot.visible(f.feature_position, sdk.kind);
+    let mut out = String::new();
+    match params.get("feature") {
+        Some(name) => {
+            let flag = evaluation
+                .flags()
+                .iter()
+                .filter(visible)
+                .find(|f| f.name.eq_ignore_ascii_case(name))
+                .ok_or(ApiError::NotFound("Given feature not found"))?;
+            snapshot.write_flag(&mut out, flag, &override_json, false, true);
+        }
+        None => {
+            out.push('[');
+            for (i, flag) in evaluation.flags().iter().filter(visible).enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                snapshot.write_flag(&mut out, flag, &override_json, false, true);
+            }
+            out.push(']');
+        }
+    }
+    Ok(json_bytes(StatusCode::OK, out))
+}
+
+pub(crate) async fn identity(
+    State(state): State<AppState>,
+    sdk: Sdk,
+    Path(identifier): Path<String>,
+) -> ApiResult<Response> {
+    check_identifier("identifier", &identifier)?;
+    let record = state
+        .store
+        .ensure_identity(sdk.environment.id, &identifier)
+        .await?;
+    let snapshot = &sdk.snapshot;
+    let traits = stored_traits(&record);
+    let trait_refs: Vec<(&str, &Value)> =
+        traits.iter().map(|t| (t.key.as_str(), &t.value)).collect();
+    let (overrides, override_states) = override_inputs(snapshot, &record.overrides);
+    let override_json = snapshot.identity_override_json(&override_states);
+    let identity = Identity::new(&identifier)
+        .with_traits(&trait_refs)
+        .with_overrides(&overrides);
+    let evaluation = snapshot.engine.evaluate(Some(&identity));
+    let mut out = String::from("{\"flags\":");
+    out.push_str(&snapshot.write_flags(&evaluation, sdk.kind, Some(&override_json), false));
+    out.push_str(",\"traits\":");
+    write_traits(&mut out, snapshot, &traits);
+    let segments: Vec<serde_json::Value> = evaluation
+        .segment_positions()
+        .filter_map(|p| snapshot.segments.get(p))
+        .map(|s| json!({"id": s.id, "name": s.name, "description": s.description}))
+        .collect();
+    out.push_str(",\"segments\":");
+    out.push_str(&serde_json::Value::Array(segments).to_string());
+    out.push('}');
+    Ok(json_bytes(StatusCode::OK, out))
+}
+
+pub(crate) async fn set_trait(
+    State(state): State<AppState>,
+    sdk: Sdk,
+    Path((identifier, key)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Json<serde_json::Value>> {
+    check_trait_writes(&sdk)?;
+    check_identifier("identifier", &identifier)?;
+    let raw = body
+        .get("trait_value")
+        .ok_or_else(|| ApiError::BadRequest("Trait value not provided".into()))?;
+    let value = trait_value(raw).map_err(|m| ApiError::field("trait_value", m))?;
+    let key = crate::routes::identities::trait_key(Some(&serde_json::Value::String(key)))
+        .map_err(|m| ApiError::field("trait_key", m))?;
+    let records = state
+        .store
+        .write_traits(
+            sdk.environment.id,
+            &[(
+                identifier,
+                vec![TraitChange {
+                    key: key.clone(),
+                    value: value.clone(),
+                }],
+            )],
+        )
+        .await?;
+    let stored = records
+        .first()
+        .and_then(|r| r.traits.iter().find(|t| t.key == key));
+    let echo = EffectiveTrait {
+        id: stored.map(|t| t.id),
+        key,
+        value: value.unwrap_or(Value::Null),
+        transient: false,
+    };
+    Ok(Json(json!({
+        "id": echo.id,
+        "trait_key": echo.key,
+        "trait_value": echo.value,
+        "transient": echo.transient,
+    })))
+}

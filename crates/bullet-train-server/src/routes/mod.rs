@@ -1,0 +1,158 @@
+//! The HTTP surface: SDK routes (wire-protocol.md sections 1-2), the real-time stream, health, and
+//! the admin routes, assembled into one service. Paths are normalised before routing, so `flags`,
+//! `flags/` and `//flags/` reach the same handler.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+mod admin;
+mod analytics;
+mod document;
+mod flags;
+mod health;
+mod identities;
+mod legacy;
+mod sse;
+mod traits;
+
+pub(crate) const UPDATED_AT: HeaderName =
+    HeaderName::from_static("x-flagsmith-document-updated-at");
+
+/// The router with every route, layered with limits, CORS for the SDK routes, panic recovery and
+/// tracing.
+pub(crate) fn router(state: AppState) -> Router {
+    let limits = state.limits;
+    let timeout =
+        || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout);
+    let sdk = Router::new()
+        .route("/api/v1/flags", get(flags::list))
+        .route("/api/v1/flags/{identifier}", get(legacy::identity_flags))
+        .route(
+            "/api/v1/flags/{identifier}/multivariate-options",
+            get(flags::multivariate_options),
+        )
+        .route(
+            "/api/v1/identities",
+            get(identities::get).post(identities::post),
+        )
+        .route("/api/v1/identities/{identifier}", get(legacy::identity))
+        .route(
+            "/api/v1/identities/{identifier}/traits/{key}",
+            post(legacy::set_trait),
+        )
+        .route("/api/v1/traits", post(traits::set))
+        .route("/api/v1/traits/bulk", put(traits::bulk))
+        .route("/api/v1/traits/increment-value", post(traits::increment))
+        .route("/api/v1/environment-document", get(document::get))
+        .route("/api/v1/analytics/flags", post(analytics::v1))
+        .route("/api/v2/analytics/flags", post(analytics::v2))
+        // Set before the layers so that the 405 answer passes through them (CORS preflights too).
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.sdk_body_bytes))
+        .layer(timeout());
+    let stream = Router::new()
+        .route("/sse/environments/{key}/stream", get(sse::stream))
+        .method_not_allowed_fallback(method_not_allowed);
+    let sdk = sdk.merge(stream).layer(cors());
+    let admin = admin::router()
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.admin_body_bytes))
+        .layer(timeout());
+    Router::new()
+        .merge(sdk)
+        .merge(admin)
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+        }))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                // Only the route pattern: paths and queries may carry identifiers (personal data).
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("<unmatched>", MatchedPath::as_str);
+                tracing::debug_span!("request", method = %request.method(), route)
+            }),
+        )
+        .with_state(state)
+}
+
+/// CORS for the SDK routes: any origin (keys travel in a header, not in cookies), the headers SDKs
+/// send, and the updated-at header exposed to browser SDKs.
+fn cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::any())
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
+        .allow_headers([
+            HeaderName::from_static("x-environment-key"),
+            HeaderName::from_static("content-type"),
+            HeaderName::from_static("flagsmith-sdk-user-agent"),
+            HeaderName::from_static("flagsmith-application-name"),
+            HeaderName::from_static("flagsmith-application-version"),
+            HeaderName::from_static("if-modified-since"),
+        ])
+        .expose_headers([UPDATED_AT, HeaderName::from_static("retry-after")])
+        .max_age(Duration::from_secs(86400))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("Not found.")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+/// Collapses repeated slashes and drops a trailing one: `/api/v1//flags/` becomes `/api/v1/flags`.
+pub(crate) fn normalise_path(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() <= 1 || (!path.ends_with('/') && !path.contains("//")) {
+        return request;
+    }
+    let mut normal = String::with_capacity(path.len());
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        normal.push('/');
+        normal.push_str(segment);
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    if let Some(query) = request.uri().query() {
+        normal.push('?');
+        normal.push_str(query);
+    }
+    let mut parts = request.uri().clone().into_parts();
+    if let Ok(path_and_query) = normal.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+/// A JSON response with a pre-serialized body.
+pub(crate) fn json_bytes(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

@@ -1,0 +1,177 @@
+//! Bad input: every case gets a JSON 4xx, nothing is stored, and the server keeps serving.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{KEY, TestApp};
+
+async fn stored_traits(app: &TestApp, identifier: &str) -> Value {
+    let (_, identity) = app
+        .get_json(&format!("/api/v1/identities/?identifier={identifier}"), KEY)
+        .await;
+    identity["traits"].clone()
+}
+
+async fn send_raw(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+    content_type: &str,
+) -> (u16, Value) {
+    let response = app
+        .sdk(method, path, KEY)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response
+        .json::<Value>()
+        .await
+        .expect("error bodies are JSON");
+    (status, body)
+}
+
+#[tokio::test]
+async fn malformed_bodies() {
+    let app = TestApp::sample().await;
+    let json = "application/json";
+    let (status, body) = send_raw(
+        &app,
+        Method::POST,
+        "/api/v1/identities/",
+        b"{\"identifier\": ".to_vec(),
+        json,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("JSON parse error - ")
+    );
+    let not_utf8 = b"{\"identifier\": \"\xff\xfe\"}".to_vec();
+    let (status, _) = send_raw(&app, Method::POST, "/api/v1/identities/", not_utf8, json).await;
+    assert_eq!(status, 400);
+    let (status, body) = send_raw(
+        &app,
+        Method::POST,
+        "/api/v1/identities/",
+        b"ident".to_vec(),
+        "text/plain",
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (
+            415,
+            json!({"detail": "Unsupported media type \"text/plain\" in request."})
+        )
+    );
+    let (status, body) = send_raw(
+        &app,
+        Method::POST,
+        "/api/v1/identities/",
+        b"[]".to_vec(),
+        json,
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["non_field_errors"],
+        json!(["Invalid data. Expected a dictionary, but got list."])
+    );
+    assert_eq!(stored_traits(&app, "x").await, json!([]));
+}
+
+#[tokio::test]
+async fn wrong_field_types_and_lengths() {
+    let app = TestApp::sample().await;
+    let cases = [
+        (json!({"identifier": 5}), "identifier"),
+        (json!({"identifier": "x", "transient": "yes"}), "transient"),
+        (json!({"identifier": "x", "traits": {"a": 1}}), "traits"),
+        (json!({"identifier": "x".repeat(2001)}), "identifier"),
+    ];
+    for (body, field) in cases {
+        let (status, error) = app.post_json("/api/v1/identities/", KEY, &body).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(error.get(field).is_some(), "{field}: {error}");
+    }
+    let body = json!({"identifier": "x", "traits": [
+        {"trait_key": "ok", "trait_value": 1},
+        {"trait_value": 1},
+        {"trait_key": "k".repeat(201), "trait_value": 1},
+        {"trait_key": "v", "trait_value": "v".repeat(2000)},
+        "nope",
+    ]});
+    let (status, error) = app.post_json("/api/v1/identities/", KEY, &body).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error,
+        json!({"traits": [
+            {},
+            {"trait_key": ["This field is required."]},
+            {"trait_key": ["Ensure this field has no more than 200 characters."]},
+            {"trait_value": ["Value string is too long. Must be less than 2000 character"]},
+            {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]},
+        ]})
+    );
+    assert_eq!(
+        stored_traits(&app, "x").await,
+        json!([]),
+        "the valid trait was not stored either"
+    );
+    let (status, _) = app
+        .get_json(
+            &format!("/api/v1/identities/?identifier={}", "y".repeat(2001)),
+            KEY,
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let app = TestApp::sample().await;
+    let huge = format!(
+        "{{\"identifier\": \"big\", \"pad\": \"{}\"}}",
+        "x".repeat(2 << 20)
+    );
+    let (status, body) = send_raw(
+        &app,
+        Method::POST,
+        "/api/v1/identities/",
+        huge.into_bytes(),
+        "application/json",
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (413, json!({"detail": "Request body too large."}))
+    );
+    let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
+    assert_eq!(status, 200, "still serving");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods() {
+    let app = TestApp::sample().await;
+    let (status, body) = app.get_json("/api/v1/nothing-here/", KEY).await;
+    assert_eq!((status, body), (404, json!({"detail": "Not found."})));
+    let response = app
+        .sdk(Method::DELETE, "/api/v1/flags/", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"detail": "Method \"DELETE\" not allowed."})
+    );
+    let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
+    assert_eq!(status, 200);
+}

@@ -1,0 +1,188 @@
+//! Test harness: a real server on a random port over a fresh SQLite file, driven over HTTP.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bullet_train_server::{Config, Limits, Server};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub(crate) const TOKEN: &str = "test-admin-token";
+/// The client key of `examples/environment.json`.
+pub(crate) const KEY: &str = "QuickStartEnvironment1";
+
+pub(crate) struct TestApp {
+    pub(crate) url: String,
+    pub(crate) http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    pub(crate) dir: tempfile::TempDir,
+}
+
+pub(crate) fn sample() -> Value {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/environment.json"
+    );
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub(crate) fn workspace_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+impl TestApp {
+    /// A server with no environments.
+    pub(crate) async fn empty() -> TestApp {
+        TestApp::with_limits(Limits::default()).await
+    }
+
+    pub(crate) async fn with_limits(limits: Limits) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            database_url: format!("sqlite://{}", dir.path().join("bt.db").display()),
+            admin_token: Some(TOKEN.into()),
+            limits,
+        };
+        TestApp::start(config, dir).await
+    }
+
+    pub(crate) async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
+        let server = Server::start(config).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            stop: Some(stop),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// A server with the sample environment imported.
+    pub(crate) async fn sample() -> TestApp {
+        let app = TestApp::empty().await;
+        app.import(&sample()).await;
+        app
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+    }
+
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{}", self.url, path))
+    }
+
+    /// An SDK request with `X-Environment-Key`.
+    pub(crate) fn sdk(&self, method: Method, path: &str, key: &str) -> RequestBuilder {
+        self.request(method, path).header("X-Environment-Key", key)
+    }
+
+    /// An admin request with the token.
+    pub(crate) fn admin(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request(method, path)
+            .header("Authorization", format!("Token {TOKEN}"))
+    }
+
+    pub(crate) async fn import(&self, document: &Value) -> Response {
+        let key = document["api_key"].as_str().unwrap();
+        let response = self
+            .admin(
+                Method::PUT,
+                &format!("/api/v1/environments/{key}/document/"),
+            )
+            .json(document)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "import failed: {}",
+            response.status()
+        );
+        response
+    }
+
+    pub(crate) async fn export(&self, key: &str) -> Value {
+        self.admin(
+            Method::GET,
+            &format!("/api/v1/environments/{key}/document/"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+    }
+
+    /// Creates a server-side key for the environment and returns it.
+    pub(crate) async fn server_key(&self, key: &str) -> String {
+        let created: Value = self
+            .admin(
+                Method::POST,
+                &format!("/api/v1/environments/{key}/api-keys/"),
+            )
+            .json(&serde_json::json!({"name": "test"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        created["key"].as_str().unwrap().to_owned()
+    }
+
+    /// GET with an SDK key, returning status and JSON body.
+    pub(crate) async fn get_json(&self, path: &str, key: &str) -> (u16, Value) {
+        let response = self.sdk(Method::GET, path, key).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with an SDK key.
+    pub(crate) async fn post_json(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .sdk(Method::POST, path, key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// `name -> (enabled, value)` of a flags array.
+pub(crate) fn flag_map(flags: &Value) -> std::collections::BTreeMap<String, (bool, Value)> {
+    flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["feature"]["name"].as_str().unwrap().to_owned(),
+                (
+                    f["enabled"].as_bool().unwrap(),
+                    f["feature_state_value"].clone(),
+                ),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,14 @@
+//! HTTP-level tests of the server: each starts a real server on a random port and talks to it the way
+//! SDKs do. `compat` runs the published Python SDKs against it.
+
+mod admin;
+mod analytics;
+mod compat;
+mod document;
+mod errors;
+mod flags;
+mod helpers;
+mod identities;
+mod legacy;
+mod sse;
+mod traits;

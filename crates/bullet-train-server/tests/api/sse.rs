@@ -1,0 +1,122 @@
+//! The real-time stream: the current `updated_at` on connect, a new event per change, keep-alives.
+
+use std::time::Duration;
+
+use bullet_train_server::Limits;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{KEY, TestApp, sample};
+
+/// Reads the next SSE block (up to a blank line), failing after 10 s.
+async fn next_block(response: &mut reqwest::Response, buffer: &mut String) -> String {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let block = buffer[..end].to_owned();
+                buffer.drain(..end + 2);
+                return block;
+            }
+            let chunk = response.chunk().await.unwrap().expect("stream ended");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .expect("no event within 10 s")
+}
+
+fn updated_at(block: &str) -> f64 {
+    assert!(block.contains("event: environment_updated"), "{block}");
+    let data = block
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    data["updated_at"].as_f64().unwrap()
+}
+
+#[tokio::test]
+async fn announces_every_change_to_every_stream() {
+    let app = TestApp::sample().await;
+    let path = format!("/sse/environments/{KEY}/stream");
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let response = app.request(Method::GET, &path).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        streams.push((response, String::new()));
+    }
+    let header: f64 = app
+        .sdk(Method::GET, "/api/v1/flags/", KEY)
+        .send()
+        .await
+        .unwrap()
+        .headers()["x-flagsmith-document-updated-at"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut initial = Vec::new();
+    for (response, buffer) in &mut streams {
+        let block = next_block(response, buffer).await;
+        assert!(block.contains("retry: "));
+        initial.push(updated_at(&block));
+    }
+    assert!(
+        initial.iter().all(|t| (*t - header).abs() < 1e-6),
+        "{initial:?} vs {header}"
+    );
+
+    let mut document = sample();
+    document["feature_states"][1]["feature_state_value"] = json!(13);
+    app.import(&document).await;
+    for (response, buffer) in &mut streams {
+        let mut block = next_block(response, buffer).await;
+        while block.starts_with(':') {
+            block = next_block(response, buffer).await;
+        }
+        assert!(updated_at(&block) > header);
+    }
+}
+
+#[tokio::test]
+async fn sends_keep_alives_and_refuses_unknown_keys() {
+    let app = TestApp::with_limits(Limits {
+        sse_keep_alive: Duration::from_millis(50),
+        ..Limits::default()
+    })
+    .await;
+    app.import(&sample()).await;
+    let mut response = app
+        .request(Method::GET, &format!("/sse/environments/{KEY}/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    updated_at(&next_block(&mut response, &mut buffer).await);
+    assert_eq!(next_block(&mut response, &mut buffer).await, ": keep-alive");
+    let unknown = app
+        .request(Method::GET, "/sse/environments/nope/stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
+#[tokio::test]
+async fn streams_end_when_the_server_stops() {
+    let app = TestApp::sample().await;
+    let mut response = app
+        .request(Method::GET, &format!("/sse/environments/{KEY}/stream"))
+        .send()
+        .await
+        .unwrap();
+    let mut buffer = String::new();
+    next_block(&mut response, &mut buffer).await;
+    let reader = tokio::spawn(async move { while let Ok(Some(_)) = response.chunk().await {} });
+    app.stop().await;
+    tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,160 @@
+//! Storage for Bullet Train.
+//!
+//! # Layout
+//!
+//! - [`model`]: the domain types the rest of the system sees.
+//! - [`Store`]: the storage trait, one method per use case, with [`StoreError`] as its only error.
+//! - `sql`: the implementation, written once as a macro over the sqlx database type so that every
+//!   backend runs the same SQL (`$N` placeholders, `RETURNING`, `ON CONFLICT`, all of which SQLite and
+//!   PostgreSQL share). Each backend module owns its connection setup and its migrations.
+//! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`, one writer connection).
+//! - [`document`]: conversion between stored data and the Flagsmith environment document.
+//! - [`random`]: keys, tokens, UUIDs and seeds from the OS CSPRNG.
+//!
+//! # Invariants
+//!
+//! - Only this crate contains SQL; no sqlx type appears in its public API.
+//! - Every write is one transaction; a write that changes what an environment document holds bumps that
+//!   environment's `revision` and `updated_at` in the same transaction.
+//! - Migrations are versioned, embedded in the binary and applied once.
+
+use async_trait::async_trait;
+use bullet_train_protocol::EnvironmentDocument;
+
+pub mod document;
+pub mod model;
+pub mod random;
+mod sql;
+pub mod sqlite;
+pub mod time;
+
+use model::{
+    Environment, EnvironmentData, Id, IdentityRecord, ImportOutcome, Increment, Micros, ServerKey,
+    TraitChange,
+};
+
+pub use sqlite::SqliteStore;
+
+/// Errors of the store: the cases callers handle, and everything else.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness constraint was violated.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The data is not acceptable (for example an import that contradicts itself).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// Anything else (connection lost, disk full, corrupt data).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
+            }
+            other => StoreError::Other(anyhow::Error::new(other)),
+        }
+    }
+}
+
+/// Shorthand for store results.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Changes to a server-side key; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ServerKeyUpdate {
+    pub name: Option<String>,
+    pub active: Option<bool>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<Micros>>,
+}
+
+/// Persistent storage, one method per use case. Implementations are cheap to share (`Arc<dyn Store>`).
+#[async_trait]
+pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+    /// Applies pending migrations.
+    async fn migrate(&self) -> Result<()>;
+
+    /// A value of the key-value settings table.
+    async fn meta(&self, key: &str) -> Result<Option<String>>;
+    /// Sets a value of the key-value settings table.
+    async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// Every environment.
+    async fn environments(&self) -> Result<Vec<Environment>>;
+    /// The environment with this client key.
+    async fn environment_by_key(&self, api_key: &str) -> Result<Environment>;
+    /// Everything an environment's snapshot is built from.
+    async fn environment_data(&self, id: Id) -> Result<EnvironmentData>;
+
+    /// Server-side keys of one environment, or of all environments.
+    async fn server_keys(&self, environment_id: Option<Id>) -> Result<Vec<ServerKey>>;
+    /// Stores a new server-side key (its hash only).
+    async fn create_server_key(
+        &self,
+        environment_id: Id,
+        name: &str,
+        key_hash: &str,
+        prefix: &str,
+        expires_at: Option<Micros>,
+    ) -> Result<ServerKey>;
+    /// Renames, (de)activates or changes the expiry of a server-side key.
+    async fn update_server_key(
+        &self,
+        environment_id: Id,
+        id: Id,
+        update: ServerKeyUpdate,
+    ) -> Result<ServerKey>;
+    /// Deletes (revokes) a server-side key.
+    async fn delete_server_key(&self, environment_id: Id, id: Id) -> Result<()>;
+
+    /// Creates the environment of a Flagsmith environment document (and its project and organisation
+    /// when new), or replaces its whole content, atomically.
+    async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome>;
+
+    /// An identity with its traits and overrides.
+    async fn identity(
+        &self,
+        environment_id: Id,
+        identifier: &str,
+    ) -> Result<Option<IdentityRecord>>;
+    /// An identity, created if it does not exist.
+    async fn ensure_identity(&self, environment_id: Id, identifier: &str)
+    -> Result<IdentityRecord>;
+    /// Applies trait changes to identities (created when missing), atomically, and returns them.
+    /// A value equal to the stored one is left untouched; `None` deletes.
+    async fn write_traits(
+        &self,
+        environment_id: Id,
+        changes: &[(String, Vec<TraitChange>)],
+    ) -> Result<Vec<IdentityRecord>>;
+    /// Adds `by` to an integer trait (a missing trait counts as 0).
+    async fn increment_trait(
+        &self,
+        environment_id: Id,
+        identifier: &str,
+        key: &str,
+        by: i64,
+    ) -> Result<Increment>;
+
+    /// Adds flag evaluation counts for a day (`YYYY-MM-DD`).
+    async fn record_evaluations(
+        &self,
+        environment_id: Id,
+        day: &str,
+        counts: &[(Id, i64)],
+    ) -> Result<()>;
+    /// Evaluation counts of one feature, per day, oldest first.
+    async fn evaluation_counts(
+        &self,
+        environment_id: Id,
+        feature_id: Id,
+    ) -> Result<Vec<(String, i64)>>;
+}
