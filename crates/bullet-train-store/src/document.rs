@@ -89,9 +89,12 @@ pub fn to_document(data: &EnvironmentData) -> EnvironmentDocument {
         }
     }
 
+    let overridden: HashSet<Id> = overrides_by_segment.keys().copied().collect();
     let segments = data
         .segments
         .iter()
+        // A segment limited to one feature appears only where it overrides that feature.
+        .filter(|segment| segment.feature_id.is_none() || overridden.contains(&segment.id))
         .map(|segment| {
             let mut overrides = overrides_by_segment.remove(&segment.id).unwrap_or_default();
             overrides.sort_by_key(|s| s.feature_id);

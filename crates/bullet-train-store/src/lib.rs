@@ -21,10 +21,13 @@
 use async_trait::async_trait;
 use bullet_train_protocol::EnvironmentDocument;
 
+pub mod admin;
 pub mod document;
+mod events;
 pub mod model;
 pub mod random;
 mod sql;
+mod sql_admin;
 pub mod sqlite;
 pub mod time;
 
@@ -78,7 +81,7 @@ pub struct ServerKeyUpdate {
 
 /// Persistent storage, one method per use case. Implementations are cheap to share (`Arc<dyn Store>`).
 #[async_trait]
-pub trait Store: std::fmt::Debug + Send + Sync + 'static {
+pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
 

@@ -14,7 +14,7 @@ pub type Id = i64;
 pub type Micros = i64;
 
 /// An organisation: owns projects and holds the trait-persistence and kill-switch settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Organisation {
     pub id: Id,
     pub uuid: String,
@@ -28,9 +28,10 @@ pub struct Organisation {
 }
 
 /// A project: owns features, segments and environments.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Project {
     pub id: Id,
+    pub uuid: Option<String>,
     pub organisation_id: Id,
     pub name: String,
     pub hide_disabled_flags: bool,
@@ -39,9 +40,10 @@ pub struct Project {
 }
 
 /// An environment of a project, addressed by its client key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Environment {
     pub id: Id,
+    pub uuid: Option<String>,
     pub project_id: Id,
     /// The client key (22 characters).
     pub api_key: String,
@@ -76,9 +78,10 @@ pub struct ServerKey {
 }
 
 /// A feature (flag or remote-config value) of a project.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Feature {
     pub id: Id,
+    pub uuid: Option<String>,
     pub project_id: Id,
     pub name: String,
     /// `STANDARD` or `MULTIVARIATE`.
@@ -92,7 +95,7 @@ pub struct Feature {
 }
 
 /// A multivariate option of a feature.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MultivariateOption {
     pub id: Id,
     pub feature_id: Id,
@@ -103,7 +106,7 @@ pub struct MultivariateOption {
 }
 
 /// A segment of a project.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Segment {
     pub id: Id,
     pub project_id: Id,
@@ -112,6 +115,10 @@ pub struct Segment {
     /// PERCENTAGE_SPLIT hashing seed; the segment `id` of the environment document.
     pub seed: i64,
     pub rules: Vec<Rule>,
+    /// A segment limited to one feature (it appears in documents only where that feature has an
+    /// override of it).
+    pub feature_id: Option<Id>,
+    pub uuid: Option<String>,
     pub created_at: Micros,
 }
 
@@ -139,7 +146,7 @@ pub struct Condition {
 }
 
 /// The link between a feature, a segment and an environment: a segment override, with its priority.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureSegment {
     pub id: Id,
     pub feature_id: Id,
@@ -150,7 +157,7 @@ pub struct FeatureSegment {
 }
 
 /// A feature state: an environment default, a segment override or an identity override.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeatureState {
     pub id: Id,
     pub feature_id: Id,
@@ -167,7 +174,7 @@ pub struct FeatureState {
 }
 
 /// The allocation of one multivariate option within a feature state.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MultivariateValue {
     pub id: Id,
     pub option_id: Id,
@@ -178,7 +185,7 @@ pub struct MultivariateValue {
 }
 
 /// An identity of an environment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Identity {
     pub id: Id,
     pub environment_id: Id,
@@ -188,7 +195,7 @@ pub struct Identity {
 }
 
 /// A stored trait.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Trait {
     pub id: Id,
     pub key: String,
@@ -246,4 +253,125 @@ pub struct ImportOutcome {
     pub project_id: Id,
     /// Whether the environment was created (rather than replaced).
     pub created: bool,
+}
+
+/// Who made a change, as the audit log records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Author {
+    /// For example `admin token` or `api key AbCd1234 (ci)`.
+    pub label: String,
+}
+
+/// One page of a list, 1-based.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub number: u64,
+    pub size: u64,
+}
+
+impl Page {
+    pub fn offset(&self) -> i64 {
+        (self.number.saturating_sub(1).saturating_mul(self.size)) as i64
+    }
+}
+
+/// A page of results and the total count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+}
+
+/// A result, and the environments whose snapshots it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<T> {
+    pub value: T,
+    pub environments: Vec<Id>,
+}
+
+/// An organisation API key (`Authorization: Api-Key <prefix>.<secret>`); only the secret's hash is
+/// stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiKey {
+    pub id: Id,
+    pub organisation_id: Id,
+    pub prefix: String,
+    #[serde(skip)]
+    pub key_hash: String,
+    pub name: String,
+    /// Admin keys may change everything in their organisation; others may only read.
+    pub is_admin: bool,
+    pub revoked: bool,
+    pub expires_at: Option<Micros>,
+    pub created_at: Micros,
+}
+
+/// An entry of the audit log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEntry {
+    pub id: Id,
+    pub created_at: Micros,
+    pub author: String,
+    pub organisation_id: Option<Id>,
+    pub project_id: Option<Id>,
+    pub environment_id: Option<Id>,
+    pub related_object_type: String,
+    pub related_object_id: Option<Id>,
+    pub related_object_uuid: Option<String>,
+    pub log: String,
+    pub previous_state: Option<serde_json::Value>,
+    pub new_state: Option<serde_json::Value>,
+    pub is_system_event: bool,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditFilter {
+    pub organisation: Option<Id>,
+    pub project: Option<Id>,
+    pub environments: Vec<Id>,
+    /// Substring of the log text, ignoring case.
+    pub search: Option<String>,
+    pub object_type: Option<String>,
+    pub since: Option<Micros>,
+    pub until: Option<Micros>,
+}
+
+/// A webhook of an environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Webhook {
+    pub id: Id,
+    pub environment_id: Id,
+    pub url: String,
+    pub enabled: bool,
+    /// Key of the HMAC-SHA256 signature; kept in clear because signing needs it.
+    #[serde(skip)]
+    pub secret: Option<String>,
+    pub created_at: Micros,
+    pub updated_at: Micros,
+}
+
+/// A webhook delivery: queued in the transaction of the change, then sent and retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookDelivery {
+    pub id: Id,
+    pub webhook_id: Id,
+    pub event_type: String,
+    /// The exact JSON body sent (and signed).
+    pub payload: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Micros,
+    pub last_status_code: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: Micros,
+    pub delivered_at: Option<Micros>,
+}
+
+/// A feature with its multivariate options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeatureRecord {
+    pub feature: Feature,
+    pub options: Vec<MultivariateOption>,
 }

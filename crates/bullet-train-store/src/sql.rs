@@ -44,7 +44,9 @@ macro_rules! sql_store {
         type Conn = <$db as sqlx::Database>::Connection;
         type DbRow = <$db as sqlx::Database>::Row;
 
-        const ENVIRONMENT_COLUMNS: &str = "id, project_id, api_key, name, description, \
+        $crate::sql_admin::sql_admin_items!($store, $db);
+
+        const ENVIRONMENT_COLUMNS: &str = "id, uuid, project_id, api_key, name, description, \
             allow_client_traits, hide_sensitive_data, hide_disabled_flags, \
             use_identity_composite_key_for_hashing, use_identity_overrides_in_local_eval, \
             updated_at, revision, created_at";
@@ -57,6 +59,7 @@ macro_rules! sql_store {
         fn environment_row(row: &DbRow) -> Result<Environment> {
             Ok(Environment {
                 id: row.try_get("id")?,
+                uuid: row.try_get("uuid")?,
                 project_id: row.try_get("project_id")?,
                 api_key: row.try_get("api_key")?,
                 name: row.try_get("name")?,
@@ -502,11 +505,12 @@ macro_rules! sql_store {
                     let project_id = match project_id {
                         Some(id) => id,
                         None => sqlx::query(
-                            "INSERT INTO projects (organisation_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+                            "INSERT INTO projects (organisation_id, name, created_at, uuid) VALUES ($1, $2, $3, $4) RETURNING id",
                         )
                         .bind(organisation_id)
                         .bind(&document.project.name)
                         .bind(now)
+                        .bind(random::uuid_v4())
                         .fetch_one(&mut *conn)
                         .await?
                         .try_get("id")?,
@@ -514,8 +518,8 @@ macro_rules! sql_store {
                     let environment_id: Id = sqlx::query(
                         "INSERT INTO environments (project_id, api_key, name, allow_client_traits, \
                          hide_sensitive_data, hide_disabled_flags, use_identity_composite_key_for_hashing, \
-                         use_identity_overrides_in_local_eval, updated_at, revision, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $9) RETURNING id",
+                         use_identity_overrides_in_local_eval, updated_at, revision, created_at, uuid) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $9, $10) RETURNING id",
                     )
                     .bind(project_id)
                     .bind(&document.api_key)
@@ -526,6 +530,7 @@ macro_rules! sql_store {
                     .bind(document.use_identity_composite_key_for_hashing)
                     .bind(document.use_identity_overrides_in_local_eval)
                     .bind(now)
+                    .bind(random::uuid_v4())
                     .fetch_one(&mut *conn)
                     .await?
                     .try_get("id")?;
@@ -606,8 +611,8 @@ macro_rules! sql_store {
                         };
                         let id: Id = sqlx::query(
                             "INSERT INTO features (project_id, name, name_key, type, initial_value, \
-                             default_enabled, is_server_key_only, created_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                             default_enabled, is_server_key_only, created_at, uuid) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
                         )
                         .bind(project_id)
                         .bind(&state.feature.name)
@@ -617,6 +622,7 @@ macro_rules! sql_store {
                         .bind(state.enabled)
                         .bind(key_only)
                         .bind(now)
+                        .bind(random::uuid_v4())
                         .fetch_one(&mut *conn)
                         .await?
                         .try_get("id")?;
@@ -864,21 +870,7 @@ macro_rules! sql_store {
                 let mut tx = self.read.begin().await?;
                 let conn = &mut *tx;
                 let environment = environment_by_id(conn, id).await?;
-                let row = sqlx::query(
-                    "SELECT id, organisation_id, name, hide_disabled_flags, enable_realtime_updates, \
-                     created_at FROM projects WHERE id = $1",
-                )
-                .bind(environment.project_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                let project = Project {
-                    id: row.try_get("id")?,
-                    organisation_id: row.try_get("organisation_id")?,
-                    name: row.try_get("name")?,
-                    hide_disabled_flags: row.try_get("hide_disabled_flags")?,
-                    enable_realtime_updates: row.try_get("enable_realtime_updates")?,
-                    created_at: row.try_get("created_at")?,
-                };
+                let project = load_project(conn, environment.project_id).await?;
                 let row = sqlx::query(
                     "SELECT id, uuid, name, persist_trait_data, feature_analytics, stop_serving_flags, \
                      created_at FROM organisations WHERE id = $1",
@@ -895,27 +887,14 @@ macro_rules! sql_store {
                     stop_serving_flags: row.try_get("stop_serving_flags")?,
                     created_at: row.try_get("created_at")?,
                 };
-                let features = sqlx::query(
-                    "SELECT id, project_id, name, type, description, initial_value, default_enabled, \
-                     is_server_key_only, created_at FROM features WHERE project_id = $1 ORDER BY id",
-                )
+                let features = sqlx::query(&format!(
+                    "SELECT {FEATURE_COLUMNS} FROM features WHERE project_id = $1 ORDER BY id"
+                ))
                 .bind(project.id)
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(Feature {
-                        id: row.try_get("id")?,
-                        project_id: row.try_get("project_id")?,
-                        name: row.try_get("name")?,
-                        feature_type: row.try_get("type")?,
-                        description: row.try_get("description")?,
-                        initial_value: row.try_get("initial_value")?,
-                        default_enabled: row.try_get("default_enabled")?,
-                        is_server_key_only: row.try_get("is_server_key_only")?,
-                        created_at: row.try_get("created_at")?,
-                    })
-                })
+                .map(feature_row)
                 .collect::<Result<Vec<_>>>()?;
                 let options = sqlx::query(
                     "SELECT o.id, o.feature_id, o.value, o.default_percentage_allocation, o.key \
@@ -936,26 +915,14 @@ macro_rules! sql_store {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-                let segments = sqlx::query(
-                    "SELECT id, project_id, name, description, seed, rules, created_at \
-                     FROM segments WHERE project_id = $1 ORDER BY id",
-                )
+                let segments = sqlx::query(&format!(
+                    "SELECT {SEGMENT_COLUMNS} FROM segments WHERE project_id = $1 ORDER BY id"
+                ))
                 .bind(project.id)
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|row| {
-                    let rules: String = row.try_get("rules")?;
-                    Ok(Segment {
-                        id: row.try_get("id")?,
-                        project_id: row.try_get("project_id")?,
-                        name: row.try_get("name")?,
-                        description: row.try_get("description")?,
-                        seed: row.try_get("seed")?,
-                        rules: serde_json::from_str(&rules).context("corrupt stored segment rules")?,
-                        created_at: row.try_get("created_at")?,
-                    })
-                })
+                .map(segment_row)
                 .collect::<Result<Vec<_>>>()?;
                 let feature_segments = sqlx::query(
                     "SELECT id, feature_id, segment_id, environment_id, priority FROM feature_segments \

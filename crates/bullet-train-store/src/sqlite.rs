@@ -17,11 +17,18 @@ use sqlx::sqlite::{
 use crate::{Result, StoreError};
 
 /// The SQLite migrations, embedded in the binary; versions are applied once, in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    include_str!("../migrations/sqlite/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/sqlite/0001_initial.sql"),
+    ),
+    (
+        2,
+        "admin",
+        include_str!("../migrations/sqlite/0002_admin.sql"),
+    ),
+];
 
 /// Embedded migrations as an sqlx migration source.
 #[derive(Debug)]

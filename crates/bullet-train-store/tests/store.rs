@@ -348,3 +348,537 @@ store_test!(evaluation_counts_accumulate_per_day, |store| {
         vec![("2026-01-01".into(), 7), ("2026-01-02".into(), 1)]
     );
 });
+
+mod admin {
+    use super::*;
+    use bullet_train_store::admin::*;
+    use bullet_train_store::model::*;
+
+    fn author() -> Author {
+        Author {
+            label: "test".into(),
+        }
+    }
+
+    /// An organisation, a project with two environments, and a multivariate feature.
+    async fn setup(store: &Arc<dyn Store>) -> (Project, Environment, Environment, FeatureRecord) {
+        let a = author();
+        let org = store
+            .create_organisation(
+                &a,
+                &NewOrganisation {
+                    name: "Acme".into(),
+                },
+            )
+            .await
+            .unwrap();
+        let project = store
+            .create_project(
+                &a,
+                &NewProject {
+                    organisation_id: org.id,
+                    name: "Web".into(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let new_env = |name: &str| NewEnvironment {
+            project_id: project.id,
+            name: name.into(),
+            ..Default::default()
+        };
+        let prod = store
+            .create_environment(&a, &new_env("Production"))
+            .await
+            .unwrap();
+        let feature = store
+            .create_feature(
+                &a,
+                project.id,
+                &NewFeature {
+                    name: "checkout".into(),
+                    initial_value: Some("classic".into()),
+                    default_enabled: true,
+                    options: vec![
+                        NewOption {
+                            value: Value::from("express"),
+                            default_percentage_allocation: 30.0,
+                            key: Some("express".into()),
+                        },
+                        NewOption {
+                            value: Value::from("one_page"),
+                            default_percentage_allocation: 20.0,
+                            key: None,
+                        },
+                    ],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        // An environment created after the feature still gets its state.
+        let staging = store
+            .create_environment(&a, &new_env("Staging"))
+            .await
+            .unwrap();
+        (project, prod, staging, feature.value)
+    }
+
+    store_test!(features_have_a_state_in_every_environment, |store| {
+        let (project, prod, staging, feature) = setup(&store).await;
+        assert_eq!(feature.feature.feature_type, "MULTIVARIATE");
+        assert_eq!(prod.api_key.len(), 22);
+        for env in [&prod, &staging] {
+            let states = store
+                .feature_states(env.id, &StateQuery::default())
+                .await
+                .unwrap();
+            assert_eq!(states.len(), 1);
+            assert_eq!(states[0].value, Value::from("classic"));
+            assert!(states[0].enabled);
+            let allocations: Vec<f64> = states[0]
+                .multivariate
+                .iter()
+                .map(|v| v.percentage_allocation)
+                .collect();
+            assert_eq!(allocations, vec![30.0, 20.0]);
+        }
+        // Names are unique per project, ignoring case.
+        let duplicate = store
+            .create_feature(
+                &author(),
+                project.id,
+                &NewFeature {
+                    name: "CHECKOUT".into(),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(matches!(duplicate, Err(StoreError::Conflict(_))));
+        let listed = store
+            .features(
+                project.id,
+                &FeatureQuery {
+                    search: Some("CHECK".into()),
+                    page: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.total, 1);
+        // The document of each environment carries the feature.
+        let document = export(&store, staging.id).await;
+        assert_eq!(
+            document.feature_states[0]
+                .multivariate_feature_state_values
+                .len(),
+            2
+        );
+    });
+
+    store_test!(state_updates_are_checked_and_audited, |store| {
+        let (_, prod, _, feature) = setup(&store).await;
+        let state = store
+            .feature_states(prod.id, &StateQuery::default())
+            .await
+            .unwrap()
+            .remove(0);
+        let before = store.environment(prod.id).await.unwrap();
+        let over = StateUpdate {
+            multivariate: Some(vec![
+                Allocation {
+                    option_id: feature.options[0].id,
+                    percentage: 80.0,
+                },
+                Allocation {
+                    option_id: feature.options[1].id,
+                    percentage: 30.0,
+                },
+            ]),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update_feature_state(&author(), state.id, &over).await,
+            Err(StoreError::Invalid(_))
+        ));
+        let unchanged = store.feature_state(state.id).await.unwrap();
+        assert_eq!(unchanged, state, "a refused update changes nothing");
+        let update = StateUpdate {
+            enabled: Some(false),
+            value: Some(Value::Int(7)),
+            multivariate: Some(vec![Allocation {
+                option_id: feature.options[1].id,
+                percentage: 50.0,
+            }]),
+        };
+        let changed = store
+            .update_feature_state(&author(), state.id, &update)
+            .await
+            .unwrap();
+        assert_eq!(changed.environments, vec![prod.id]);
+        assert_eq!(
+            (changed.value.enabled, &changed.value.value),
+            (false, &Value::Int(7))
+        );
+        assert_eq!(changed.value.multivariate.len(), 1);
+        // The option keeps its walk-order key across the update.
+        let kept = state
+            .multivariate
+            .iter()
+            .find(|v| v.option_id == feature.options[1].id)
+            .unwrap();
+        assert_eq!(changed.value.multivariate[0].sort_key, kept.sort_key);
+        let after = store.environment(prod.id).await.unwrap();
+        assert!(after.revision > before.revision && after.updated_at > before.updated_at);
+        let log = store
+            .audit_log(
+                &AuditFilter {
+                    environments: vec![prod.id],
+                    ..Default::default()
+                },
+                Page {
+                    number: 1,
+                    size: 10,
+                },
+            )
+            .await
+            .unwrap();
+        let entry = &log.items[0];
+        assert_eq!(entry.author, "test");
+        assert_eq!(entry.related_object_type, "FEATURE_STATE");
+        assert_eq!(
+            entry.previous_state.as_ref().unwrap()["feature_state_value"],
+            json!("classic")
+        );
+        assert_eq!(
+            entry.new_state.as_ref().unwrap()["feature_state_value"],
+            json!(7)
+        );
+        assert_eq!(entry.new_state.as_ref().unwrap()["enabled"], json!(false));
+    });
+
+    store_test!(segment_overrides_keep_consecutive_priorities, |store| {
+        let (project, prod, _, feature) = setup(&store).await;
+        let a = author();
+        let mut segments = Vec::new();
+        for name in ["a", "b", "c"] {
+            let rules = vec![Rule {
+                rule_type: "ALL".into(),
+                rules: vec![],
+                conditions: vec![Condition {
+                    operator: "EQUAL".into(),
+                    property: "plan".into(),
+                    value: Some(name.into()),
+                    description: None,
+                }],
+            }];
+            let segment = store
+                .create_segment(
+                    &a,
+                    project.id,
+                    &NewSegment {
+                        name: name.into(),
+                        rules,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .value;
+            segments.push(segment);
+        }
+        let link = |segment: &Segment, priority: Option<i64>| NewFeatureSegment {
+            feature_id: feature.feature.id,
+            segment_id: segment.id,
+            environment_id: prod.id,
+            priority,
+        };
+        let a_fs = store
+            .create_feature_segment(&a, &link(&segments[0], None))
+            .await
+            .unwrap()
+            .value;
+        let b_fs = store
+            .create_feature_segment(&a, &link(&segments[1], None))
+            .await
+            .unwrap()
+            .value;
+        let c_fs = store
+            .create_feature_segment(&a, &link(&segments[2], Some(0)))
+            .await
+            .unwrap()
+            .value;
+        let order = |list: Vec<FeatureSegment>| -> Vec<(Id, i64)> {
+            list.iter().map(|f| (f.segment_id, f.priority)).collect()
+        };
+        let listed = store
+            .feature_segments(prod.id, Some(feature.feature.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            order(listed),
+            vec![
+                (segments[2].id, 0),
+                (segments[0].id, 1),
+                (segments[1].id, 2)
+            ]
+        );
+        store.update_priorities(&a, &[(b_fs.id, 0)]).await.unwrap();
+        let listed = store
+            .feature_segments(prod.id, Some(feature.feature.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            order(listed),
+            vec![
+                (segments[1].id, 0),
+                (segments[2].id, 1),
+                (segments[0].id, 2)
+            ]
+        );
+        assert!(matches!(
+            store
+                .create_feature_segment(&a, &link(&segments[0], None))
+                .await,
+            Err(StoreError::Conflict(_))
+        ));
+        // A state for the override, then its removal.
+        let state = store
+            .create_feature_state(
+                &a,
+                &NewState {
+                    feature_id: feature.feature.id,
+                    environment_id: prod.id,
+                    target: StateTarget::FeatureSegment(c_fs.id),
+                    enabled: true,
+                    value: Value::from("segment"),
+                    multivariate: vec![],
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        let document = export(&store, prod.id).await;
+        let overridden: Vec<&str> = document
+            .project
+            .segments
+            .iter()
+            .filter(|s| !s.feature_states.is_empty())
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(overridden, vec!["c"]);
+        store.delete_feature_state(&a, state.id).await.unwrap();
+        let listed = store
+            .feature_segments(prod.id, Some(feature.feature.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            order(listed),
+            vec![(segments[1].id, 0), (segments[0].id, 1)]
+        );
+        store.delete_feature_segment(&a, a_fs.id).await.unwrap();
+        let listed = store
+            .feature_segments(prod.id, Some(feature.feature.id))
+            .await
+            .unwrap();
+        assert_eq!(order(listed), vec![(segments[1].id, 0)]);
+        // Deleting a segment removes its overrides.
+        store
+            .delete_segment(&a, project.id, segments[1].id)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .feature_segments(prod.id, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    });
+
+    store_test!(identity_overrides_and_webhook_queue, |store| {
+        let (_, prod, _, feature) = setup(&store).await;
+        let a = author();
+        let webhook = store
+            .create_webhook(
+                &a,
+                prod.id,
+                &NewWebhook {
+                    url: "http://127.0.0.1:1/hook".into(),
+                    enabled: true,
+                    secret: Some("s".into()),
+                },
+            )
+            .await
+            .unwrap();
+        let identity = store.create_identity(&a, prod.id, "ann").await.unwrap();
+        assert!(matches!(
+            store.create_identity(&a, prod.id, "ann").await,
+            Err(StoreError::Conflict(_))
+        ));
+        let state = store
+            .create_feature_state(
+                &a,
+                &NewState {
+                    feature_id: feature.feature.id,
+                    environment_id: prod.id,
+                    target: StateTarget::Identity(identity.id),
+                    enabled: false,
+                    value: Value::from("mine"),
+                    multivariate: vec![],
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        let record = store.identity_by_id(prod.id, identity.id).await.unwrap();
+        assert_eq!(record.overrides.len(), 1);
+        let document = export(&store, prod.id).await;
+        assert_eq!(document.identity_overrides[0].identifier, "ann");
+        store.delete_feature_state(&a, state.id).await.unwrap();
+        // Two flag events are queued for the webhook, oldest first, with their payloads.
+        let due = store
+            .due_deliveries(bullet_train_store::time::now_micros() + 1, 10)
+            .await
+            .unwrap();
+        let events: Vec<String> = due.iter().map(|(d, _)| d.event_type.clone()).collect();
+        assert_eq!(events, vec!["FLAG_UPDATED", "FLAG_DELETED"]);
+        let payload: serde_json::Value = serde_json::from_str(&due[0].0.payload).unwrap();
+        assert_eq!(payload["data"]["new_state"]["identity_identifier"], "ann");
+        assert_eq!(payload["data"]["previous_state"], serde_json::Value::Null);
+        assert_eq!(payload["data"]["changed_by"], "test");
+        assert_eq!(due[0].1.secret.as_deref(), Some("s"));
+        store
+            .record_attempt(
+                due[0].0.id,
+                &DeliveryAttempt {
+                    status_code: Some(200),
+                    error: None,
+                    delivered: true,
+                    retry_at: None,
+                },
+            )
+            .await
+            .unwrap();
+        let page = store
+            .webhook_deliveries(
+                webhook.id,
+                Page {
+                    number: 1,
+                    size: 10,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 2);
+        let delivered = page.items.iter().find(|d| d.id == due[0].0.id).unwrap();
+        assert_eq!(
+            (delivered.status.as_str(), delivered.attempts),
+            ("delivered", 1)
+        );
+        // Identities list with prefix and exact search.
+        store.create_identity(&a, prod.id, "annabel").await.unwrap();
+        store.create_identity(&a, prod.id, "bob_1").await.unwrap();
+        let search = |s: &str, exact: bool| IdentityQuery {
+            search: Some(s.into()),
+            exact,
+            page: None,
+        };
+        assert_eq!(
+            store
+                .identities(prod.id, &search("ANN", false))
+                .await
+                .unwrap()
+                .total,
+            2
+        );
+        assert_eq!(
+            store
+                .identities(prod.id, &search("ann", true))
+                .await
+                .unwrap()
+                .total,
+            1
+        );
+        assert_eq!(
+            store
+                .identities(prod.id, &search("bob%", false))
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+        let page = store
+            .identities(
+                prod.id,
+                &IdentityQuery {
+                    page: Some(Page { number: 2, size: 2 }),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((page.total, page.items.len()), (3, 1));
+    });
+
+    store_test!(deleting_a_project_removes_its_environments, |store| {
+        let (project, prod, staging, _) = setup(&store).await;
+        let clone = store
+            .clone_environment(&author(), prod.id, "Copy")
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .feature_states(clone.id, &StateQuery::default())
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let change = store.delete_project(&author(), project.id).await.unwrap();
+        assert_eq!(change.environments, vec![prod.id, staging.id, clone.id]);
+        assert!(store.environments().await.unwrap().is_empty());
+        assert!(matches!(
+            store.project(project.id).await,
+            Err(StoreError::NotFound)
+        ));
+    });
+
+    store_test!(api_keys_by_prefix, |store| {
+        let org = store
+            .create_organisation(&author(), &NewOrganisation { name: "o".into() })
+            .await
+            .unwrap();
+        let new = NewApiKey {
+            name: "ci".into(),
+            prefix: "AbCd1234".into(),
+            key_hash: "h".into(),
+            is_admin: true,
+            expires_at: None,
+        };
+        let key = store.create_api_key(&author(), org.id, &new).await.unwrap();
+        assert_eq!(
+            store.api_key_by_prefix("AbCd1234").await.unwrap(),
+            Some(key.clone())
+        );
+        let revoked = store
+            .update_api_key(
+                &author(),
+                org.id,
+                "AbCd1234",
+                &ApiKeyUpdate {
+                    revoked: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert!(revoked.revoked);
+        store
+            .delete_api_key(&author(), org.id, "AbCd1234")
+            .await
+            .unwrap();
+        assert_eq!(store.api_key_by_prefix("AbCd1234").await.unwrap(), None);
+    });
+}
