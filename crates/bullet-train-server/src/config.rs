@@ -15,6 +15,12 @@ pub struct Limits {
     pub request_timeout: Duration,
     /// Interval of keep-alive comments on event streams.
     pub sse_keep_alive: Duration,
+    /// Delay before the first retry of a failed webhook delivery; doubles on each retry.
+    pub webhook_backoff: Duration,
+    /// Attempts per webhook delivery before it is marked failed.
+    pub webhook_attempts: u32,
+    /// Time allowed for one webhook delivery.
+    pub webhook_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -24,6 +30,9 @@ impl Default for Limits {
             admin_body_bytes: 64 << 20,
             request_timeout: Duration::from_secs(30),
             sse_keep_alive: Duration::from_secs(5),
+            webhook_backoff: Duration::from_secs(2),
+            webhook_attempts: 5,
+            webhook_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -6,11 +6,9 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request};
-use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use bullet_train_store::time::now_micros;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use crate::error::ApiError;
 use crate::registry::Environment;
@@ -56,33 +54,6 @@ impl FromRequestParts<AppState> for Sdk {
 #[derive(Debug)]
 pub(crate) struct AdminToken {
     pub(crate) sha256: [u8; 32],
-}
-
-/// Proof that the request carries the admin token (`Authorization: Token <token>`).
-pub(crate) struct Admin;
-
-impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized(
-                "Authentication credentials were not provided.",
-            ))?;
-        let token = header
-            .strip_prefix("Token ")
-            .ok_or(ApiError::Unauthorized("Invalid token header."))?
-            .trim();
-        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if bool::from(presented.ct_eq(&state.admin_token.sha256)) {
-            Ok(Admin)
-        } else {
-            Err(ApiError::Unauthorized("Invalid token."))
-        }
-    }
 }
 
 /// A JSON body, parsed into a `serde_json::Value` for field-by-field validation.

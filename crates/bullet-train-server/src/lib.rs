@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::Layer as _;
 
+mod auth;
 mod config;
 mod error;
 mod extract;
@@ -34,12 +35,14 @@ mod registry;
 mod routes;
 mod snapshot;
 mod state;
+mod webhooks;
 
 pub use config::{Config, Limits};
 
 use extract::AdminToken;
 use registry::Registry;
 use state::AppState;
+use webhooks::Webhooks;
 
 /// Where the admin token's hash is kept when the server generated the token.
 const ADMIN_TOKEN_META: &str = "admin_token_sha256";
@@ -103,6 +106,7 @@ impl Server {
                 registry: Arc::new(registry),
                 admin_token: Arc::new(AdminToken { sha256 }),
                 limits: config.limits,
+                webhooks: Arc::new(Webhooks::default()),
                 shutdown: shutdown_rx,
             },
             shutdown,
@@ -124,6 +128,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = routes::router(self.state.clone());
+        let deliverer = tokio::spawn(webhooks::run(
+            self.state.store.clone(),
+            self.state.webhooks.clone(),
+            self.state.limits,
+            self.state.shutdown.clone(),
+        ));
         let service = tower::util::MapRequestLayer::new(routes::normalise_path).layer(router);
         let stop = self.shutdown.clone();
         let signal = async move {
@@ -134,6 +144,7 @@ impl Server {
             .with_graceful_shutdown(signal)
             .await
             .context("serving")?;
+        let _ = deliverer.await;
         Ok(())
     }
 }

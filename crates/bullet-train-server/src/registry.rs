@@ -148,6 +148,24 @@ impl Registry {
         Ok(environment)
     }
 
+    /// Forgets a deleted environment: its keys stop working and its event streams end.
+    pub(crate) fn remove(&self, id: Id) {
+        let removed = self
+            .environments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(environment) = removed {
+            self.keys.rcu(|keys| {
+                let mut clients = keys.clients.clone();
+                clients.remove(&environment.api_key);
+                let mut servers = keys.servers.clone();
+                servers.retain(|_, entry| entry.environment.id != id);
+                Arc::new(KeyIndex { clients, servers })
+            });
+        }
+    }
+
     fn index_client_key(&self, environment: &Arc<Environment>) {
         self.keys.rcu(|keys| {
             let mut clients = keys.clients.clone();

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::config::Limits;
 use crate::extract::AdminToken;
 use crate::registry::Registry;
+use crate::webhooks::Webhooks;
 
 #[derive(Clone, Debug)]
 pub(crate) struct AppState {
@@ -16,6 +17,8 @@ pub(crate) struct AppState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) admin_token: Arc<AdminToken>,
     pub(crate) limits: Limits,
+    /// Wakes the webhook deliverer after writes.
+    pub(crate) webhooks: Arc<Webhooks>,
     /// Becomes `true` when the server shuts down; long-lived streams end on it.
     pub(crate) shutdown: watch::Receiver<bool>,
 }

@@ -363,6 +363,15 @@ pub trait AdminStore: Send + Sync {
         author: &Author,
         new: &NewFeatureSegment,
     ) -> Result<Change<FeatureSegment>>;
+    /// Creates a segment override (link and state) in one transaction.
+    async fn create_segment_override(
+        &self,
+        author: &Author,
+        link: &NewFeatureSegment,
+        enabled: bool,
+        value: &Value,
+        multivariate: &[Allocation],
+    ) -> Result<Change<(FeatureSegment, FeatureState)>>;
     async fn delete_feature_segment(&self, author: &Author, id: Id) -> Result<Change<()>>;
     /// Sets priorities (each pair is `(feature segment, priority)`), then renumbers each affected
     /// feature's overrides 0..n in the new order.

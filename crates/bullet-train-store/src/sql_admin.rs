@@ -539,6 +539,99 @@ macro_rules! sql_admin_items {
             Text(String),
         }
 
+        /// Links a segment to a feature in an environment at a priority (or last).
+        async fn link_segment(tx: &mut Conn, author: &Author, new: &NewFeatureSegment) -> Result<FeatureSegment> {
+            let (scope, environment) = environment_scope(tx, new.environment_id).await?;
+            let feature = load_feature(tx, new.feature_id).await?;
+            let segment = load_segment(tx, new.segment_id).await?;
+            if feature.project_id != environment.project_id || segment.project_id != environment.project_id {
+                return Err(StoreError::Invalid("feature, segment and environment must belong to one project".into()));
+            }
+            let existing: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM feature_segments WHERE feature_id = $1 AND environment_id = $2",
+            )
+            .bind(feature.id)
+            .bind(environment.id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            let priority = match new.priority {
+                Some(p) => {
+                    let p = p.clamp(0, existing);
+                    sqlx::query(
+                        "UPDATE feature_segments SET priority = priority + 1 WHERE feature_id = $1 \
+                         AND environment_id = $2 AND priority >= $3",
+                    )
+                    .bind(feature.id)
+                    .bind(environment.id)
+                    .bind(p)
+                    .execute(&mut *tx)
+                    .await?;
+                    p
+                }
+                None => existing,
+            };
+            let row = sqlx::query(&format!(
+                "INSERT INTO feature_segments (feature_id, segment_id, environment_id, priority) \
+                 VALUES ($1, $2, $3, $4) RETURNING {FEATURE_SEGMENT_COLUMNS}"
+            ))
+            .bind(feature.id)
+            .bind(segment.id)
+            .bind(environment.id)
+            .bind(priority)
+            .fetch_one(&mut *tx)
+            .await?;
+            let fs = feature_segment_row(&row)?;
+            renumber_priorities(tx, feature.id, environment.id).await?;
+            touch_environment(tx, environment.id).await?;
+            audit(tx, author, scope, "FEATURE_SEGMENT", Some(fs.id),
+                &format!("Segment override of {} added for feature: {}", segment.name, feature.name),
+                None, to_json(&fs).as_ref()).await?;
+            load_feature_segment(tx, fs.id).await
+        }
+
+        /// Creates a segment or identity override state.
+        async fn new_override_state(tx: &mut Conn, author: &Author, new: &NewState) -> Result<FeatureState> {
+            let (scope, environment) = environment_scope(tx, new.environment_id).await?;
+            let feature = load_feature(tx, new.feature_id).await?;
+            if feature.project_id != environment.project_id {
+                return Err(StoreError::Invalid("the feature belongs to another project".into()));
+            }
+            let (feature_segment, identity) = match new.target {
+                StateTarget::FeatureSegment(id) => {
+                    let fs = load_feature_segment(tx, id).await?;
+                    if fs.feature_id != feature.id || fs.environment_id != environment.id {
+                        return Err(StoreError::Invalid("the feature segment is for another feature or environment".into()));
+                    }
+                    (Some(id), None)
+                }
+                StateTarget::Identity(id) => {
+                    let found = sqlx::query("SELECT id FROM identities WHERE id = $1 AND environment_id = $2")
+                        .bind(id)
+                        .bind(environment.id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if found.is_none() {
+                        return Err(StoreError::NotFound);
+                    }
+                    (None, Some(id))
+                }
+            };
+            check_allocations(tx, feature.id, &new.multivariate).await?;
+            let seed = if identity.is_some() { None } else { Some(random::seed()) };
+            let state_id = insert_state(tx, feature.id, environment.id, feature_segment, identity,
+                new.enabled, &new.value, seed, None, &[]).await?;
+            replace_allocations(tx, state_id, &new.multivariate).await?;
+            touch_environment(tx, environment.id).await?;
+            let state = load_state(tx, state_id).await?;
+            let after = describe_state(tx, &state).await?;
+            queue_flag_event(tx, author, environment.id, "FLAG_UPDATED", None, Some(&after)).await?;
+            let what = if identity.is_some() { "Identity override" } else { "Segment override" };
+            audit(tx, author, scope, "FEATURE_STATE", Some(state_id),
+                &format!("{what} created for feature: {}", feature.name), None, Some(&after)).await?;
+            Ok(state)
+        }
+
         #[async_trait]
         impl AdminStore for $store {
             async fn organisations(&self) -> Result<Vec<Organisation>> {
@@ -1278,45 +1371,9 @@ macro_rules! sql_admin_items {
 
             async fn create_feature_state(&self, author: &Author, new: &NewState) -> Result<Change<FeatureState>> {
                 let mut tx = self.write.begin().await?;
-                let (scope, environment) = environment_scope(&mut tx, new.environment_id).await?;
-                let feature = load_feature(&mut tx, new.feature_id).await?;
-                if feature.project_id != environment.project_id {
-                    return Err(StoreError::Invalid("the feature belongs to another project".into()));
-                }
-                let (feature_segment, identity) = match new.target {
-                    StateTarget::FeatureSegment(id) => {
-                        let fs = load_feature_segment(&mut tx, id).await?;
-                        if fs.feature_id != feature.id || fs.environment_id != environment.id {
-                            return Err(StoreError::Invalid("the feature segment is for another feature or environment".into()));
-                        }
-                        (Some(id), None)
-                    }
-                    StateTarget::Identity(id) => {
-                        let found = sqlx::query("SELECT id FROM identities WHERE id = $1 AND environment_id = $2")
-                            .bind(id)
-                            .bind(environment.id)
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                        if found.is_none() {
-                            return Err(StoreError::NotFound);
-                        }
-                        (None, Some(id))
-                    }
-                };
-                check_allocations(&mut tx, feature.id, &new.multivariate).await?;
-                let seed = if identity.is_some() { None } else { Some(random::seed()) };
-                let state_id = insert_state(&mut tx, feature.id, environment.id, feature_segment, identity,
-                    new.enabled, &new.value, seed, None, &[]).await?;
-                replace_allocations(&mut tx, state_id, &new.multivariate).await?;
-                touch_environment(&mut tx, environment.id).await?;
-                let state = load_state(&mut tx, state_id).await?;
-                let after = describe_state(&mut tx, &state).await?;
-                queue_flag_event(&mut tx, author, environment.id, "FLAG_UPDATED", None, Some(&after)).await?;
-                let what = if identity.is_some() { "Identity override" } else { "Segment override" };
-                audit(&mut tx, author, scope, "FEATURE_STATE", Some(state_id),
-                    &format!("{what} created for feature: {}", feature.name), None, Some(&after)).await?;
+                let state = new_override_state(&mut tx, author, new).await?;
                 tx.commit().await?;
-                Ok(Change { value: state, environments: vec![environment.id] })
+                Ok(Change { value: state, environments: vec![new.environment_id] })
             }
 
             async fn update_feature_state(&self, author: &Author, id: Id, update: &StateUpdate) -> Result<Change<FeatureState>> {
@@ -1514,55 +1571,25 @@ macro_rules! sql_admin_items {
 
             async fn create_feature_segment(&self, author: &Author, new: &NewFeatureSegment) -> Result<Change<FeatureSegment>> {
                 let mut tx = self.write.begin().await?;
-                let (scope, environment) = environment_scope(&mut tx, new.environment_id).await?;
-                let feature = load_feature(&mut tx, new.feature_id).await?;
-                let segment = load_segment(&mut tx, new.segment_id).await?;
-                if feature.project_id != environment.project_id || segment.project_id != environment.project_id {
-                    return Err(StoreError::Invalid("feature, segment and environment must belong to one project".into()));
-                }
-                let existing: i64 = sqlx::query(
-                    "SELECT COUNT(*) AS n FROM feature_segments WHERE feature_id = $1 AND environment_id = $2",
-                )
-                .bind(feature.id)
-                .bind(environment.id)
-                .fetch_one(&mut *tx)
-                .await?
-                .try_get("n")?;
-                let priority = match new.priority {
-                    Some(p) => {
-                        let p = p.clamp(0, existing);
-                        sqlx::query(
-                            "UPDATE feature_segments SET priority = priority + 1 WHERE feature_id = $1 \
-                             AND environment_id = $2 AND priority >= $3",
-                        )
-                        .bind(feature.id)
-                        .bind(environment.id)
-                        .bind(p)
-                        .execute(&mut *tx)
-                        .await?;
-                        p
-                    }
-                    None => existing,
-                };
-                let row = sqlx::query(&format!(
-                    "INSERT INTO feature_segments (feature_id, segment_id, environment_id, priority) \
-                     VALUES ($1, $2, $3, $4) RETURNING {FEATURE_SEGMENT_COLUMNS}"
-                ))
-                .bind(feature.id)
-                .bind(segment.id)
-                .bind(environment.id)
-                .bind(priority)
-                .fetch_one(&mut *tx)
-                .await?;
-                let fs = feature_segment_row(&row)?;
-                renumber_priorities(&mut tx, feature.id, environment.id).await?;
-                touch_environment(&mut tx, environment.id).await?;
-                audit(&mut tx, author, scope, "FEATURE_SEGMENT", Some(fs.id),
-                    &format!("Segment override of {} added for feature: {}", segment.name, feature.name),
-                    None, to_json(&fs).as_ref()).await?;
+                let fs = link_segment(&mut tx, author, new).await?;
+                tx.commit().await?;
+                Ok(Change { value: fs.clone(), environments: vec![fs.environment_id] })
+            }
+
+            async fn create_segment_override(&self, author: &Author, link: &NewFeatureSegment, enabled: bool, value: &Value, multivariate: &[Allocation]) -> Result<Change<(FeatureSegment, FeatureState)>> {
+                let mut tx = self.write.begin().await?;
+                let fs = link_segment(&mut tx, author, link).await?;
+                let state = new_override_state(&mut tx, author, &NewState {
+                    feature_id: link.feature_id,
+                    environment_id: link.environment_id,
+                    target: StateTarget::FeatureSegment(fs.id),
+                    enabled,
+                    value: value.clone(),
+                    multivariate: multivariate.to_vec(),
+                }).await?;
                 let fs = load_feature_segment(&mut tx, fs.id).await?;
                 tx.commit().await?;
-                Ok(Change { value: fs, environments: vec![environment.id] })
+                Ok(Change { value: (fs, state), environments: vec![link.environment_id] })
             }
 
             async fn delete_feature_segment(&self, author: &Author, id: Id) -> Result<Change<()>> {

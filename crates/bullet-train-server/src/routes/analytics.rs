@@ -34,6 +34,10 @@ async fn record(state: &AppState, sdk: &Sdk, counts: HashMap<Id, i64>) -> ApiRes
     Ok(())
 }
 
+/// Flag evaluation counts, `{feature name: count}`.
+#[utoipa::path(post, path = "/api/v1/analytics/flags", tag = "sdk", security(("environment_key" = [])),
+    request_body(description = "`{feature name: count}`", content_type = "application/json"),
+    responses((status = 200), (status = 400)))]
 pub(crate) async fn v1(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -55,6 +59,10 @@ pub(crate) async fn v1(
     Ok(StatusCode::OK.into_response())
 }
 
+/// Flag evaluation counts, `{"evaluations": [{"feature_name", "count", ...}]}`.
+#[utoipa::path(post, path = "/api/v2/analytics/flags", tag = "sdk", security(("environment_key" = [])),
+    request_body(description = "`{\"evaluations\": [...]}`", content_type = "application/json"),
+    responses((status = 204), (status = 400)))]
 pub(crate) async fn v2(
     State(state): State<AppState>,
     sdk: Sdk,

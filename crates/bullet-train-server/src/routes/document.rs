@@ -10,6 +10,11 @@ use crate::extract::Sdk;
 use crate::routes::{UPDATED_AT, json_bytes};
 use crate::snapshot::KeyKind;
 
+/// The environment document for local evaluation (server-side keys only); `If-Modified-Since`
+/// answers 304 when unchanged.
+#[utoipa::path(get, path = "/api/v1/environment-document", tag = "sdk", security(("environment_key" = [])),
+    responses((status = 200, description = "A Flagsmith environment document"), (status = 304),
+        (status = 403, body = bullet_train_protocol::sdk::ErrorDetail)))]
 pub(crate) async fn get(sdk: Sdk, headers: HeaderMap) -> ApiResult<Response> {
     if sdk.kind != KeyKind::Server {
         return Err(ApiError::Forbidden("Invalid or missing Environment key"));

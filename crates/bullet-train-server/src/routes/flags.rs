@@ -11,6 +11,12 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Params, Sdk};
 use crate::routes::{UPDATED_AT, json_bytes};
 
+/// The environment's default flags, or with `?feature=` one flag by name (ignoring case).
+#[utoipa::path(get, path = "/api/v1/flags", tag = "sdk", security(("environment_key" = [])),
+    params(("feature" = Option<String>, Query)),
+    responses((status = 200, body = Vec<bullet_train_protocol::sdk::Flag>),
+        (status = 403, body = bullet_train_protocol::sdk::ErrorDetail),
+        (status = 404, body = bullet_train_protocol::sdk::ErrorDetail)))]
 pub(crate) async fn list(sdk: Sdk, params: Params) -> ApiResult<Response> {
     let snapshot = &sdk.snapshot;
     let Some(name) = params.get("feature") else {
@@ -28,6 +34,10 @@ pub(crate) async fn list(sdk: Sdk, params: Params) -> ApiResult<Response> {
         .ok_or(ApiError::NotFound("Given feature not found"))
 }
 
+/// The control value and option values of a multivariate feature.
+#[utoipa::path(get, path = "/api/v1/flags/{identifier}/multivariate-options", tag = "sdk",
+    security(("environment_key" = [])), params(("identifier" = i64, Path, description = "Feature id")),
+    responses((status = 200, description = "`{\"control_value\", \"options\": [{\"value\"}]}`"), (status = 404)))]
 pub(crate) async fn multivariate_options(
     sdk: Sdk,
     Path(feature_id): Path<String>,

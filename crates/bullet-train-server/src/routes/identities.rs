@@ -269,6 +269,13 @@ fn derived_identifier(traits: &[IncomingTrait]) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Get-or-create an identity and evaluate its flags (`?transient=` builds it in memory only;
+/// `?feature=` returns one flag, matched exactly).
+#[utoipa::path(get, path = "/api/v1/identities", tag = "sdk", security(("environment_key" = [])),
+    params(("identifier" = String, Query), ("feature" = Option<String>, Query), ("transient" = Option<String>, Query)),
+    responses((status = 200, body = bullet_train_protocol::sdk::IdentityResponse),
+        (status = 403, body = bullet_train_protocol::sdk::ErrorDetail),
+        (status = 404, body = bullet_train_protocol::sdk::ErrorDetail)))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -299,6 +306,12 @@ pub(crate) async fn get(
     )
 }
 
+/// Identify with traits (persisted, transient per trait, transient identity, or no identifier) and
+/// get the evaluated flags.
+#[utoipa::path(post, path = "/api/v1/identities", tag = "sdk", security(("environment_key" = [])),
+    request_body = bullet_train_protocol::sdk::IdentifyRequest,
+    responses((status = 200, body = bullet_train_protocol::sdk::IdentityResponse), (status = 400),
+        (status = 403, body = bullet_train_protocol::sdk::ErrorDetail)))]
 pub(crate) async fn post(
     State(state): State<AppState>,
     sdk: Sdk,

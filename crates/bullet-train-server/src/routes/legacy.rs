@@ -20,6 +20,11 @@ use crate::routes::json_bytes;
 use crate::routes::traits::check_trait_writes;
 use crate::state::AppState;
 
+/// Bullet Train era: the flags of an identity (created when missing), multivariate flags at their
+/// control value.
+#[utoipa::path(get, path = "/api/v1/flags/{identifier}", tag = "sdk", security(("environment_key" = [])),
+    params(("identifier" = String, Path), ("feature" = Option<String>, Query)),
+    responses((status = 200, body = Vec<bullet_train_protocol::sdk::Flag>), (status = 404)))]
 pub(crate) async fn identity_flags(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -68,6 +73,10 @@ pub(crate) async fn identity_flags(
     Ok(json_bytes(StatusCode::OK, out))
 }
 
+/// Bullet Train era: an identity's flags, traits and matched segments.
+#[utoipa::path(get, path = "/api/v1/identities/{identifier}", tag = "sdk", security(("environment_key" = [])),
+    params(("identifier" = String, Path)),
+    responses((status = 200, description = "`{\"flags\", \"traits\", \"segments\"}`")))]
 pub(crate) async fn identity(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -103,6 +112,10 @@ pub(crate) async fn identity(
     Ok(json_bytes(StatusCode::OK, out))
 }
 
+/// Bullet Train era: sets one trait, `{"trait_value": v}`.
+#[utoipa::path(post, path = "/api/v1/identities/{identifier}/traits/{key}", tag = "sdk",
+    security(("environment_key" = [])), params(("identifier" = String, Path), ("key" = String, Path)),
+    responses((status = 200, body = bullet_train_protocol::sdk::TraitRecord), (status = 400)))]
 pub(crate) async fn set_trait(
     State(state): State<AppState>,
     sdk: Sdk,

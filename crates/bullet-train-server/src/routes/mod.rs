@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -30,49 +30,94 @@ mod traits;
 pub(crate) const UPDATED_AT: HeaderName =
     HeaderName::from_static("x-flagsmith-document-updated-at");
 
+/// The OpenAPI document's frame: title, security schemes; paths come from the handlers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Bullet Train", description = "Feature flags and remote config: the Flagsmith SDK \
+        API and the admin API. Paths are accepted with and without a trailing slash."),
+    modifiers(&SecuritySchemes),
+    security(("admin_token" = []))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "environment_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Environment-Key",
+                "An environment's client key, or a server-side key (ser.)",
+            ))),
+        );
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "`Token <admin token>` or `Api-Key <organisation API key>`",
+            ))),
+        );
+    }
+}
+
 /// The router with every route, layered with limits, CORS for the SDK routes, panic recovery and
-/// tracing.
+/// tracing, and the OpenAPI document built from the same routes.
 pub(crate) fn router(state: AppState) -> Router {
+    use utoipa::OpenApi as _;
+    use utoipa_axum::router::OpenApiRouter;
+    use utoipa_axum::routes;
+
     let limits = state.limits;
     let timeout =
         || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout);
-    let sdk = Router::new()
-        .route("/api/v1/flags", get(flags::list))
-        .route("/api/v1/flags/{identifier}", get(legacy::identity_flags))
-        .route(
-            "/api/v1/flags/{identifier}/multivariate-options",
-            get(flags::multivariate_options),
-        )
-        .route(
-            "/api/v1/identities",
-            get(identities::get).post(identities::post),
-        )
-        .route("/api/v1/identities/{identifier}", get(legacy::identity))
-        .route(
-            "/api/v1/identities/{identifier}/traits/{key}",
-            post(legacy::set_trait),
-        )
-        .route("/api/v1/traits", post(traits::set))
-        .route("/api/v1/traits/bulk", put(traits::bulk))
-        .route("/api/v1/traits/increment-value", post(traits::increment))
-        .route("/api/v1/environment-document", get(document::get))
-        .route("/api/v1/analytics/flags", post(analytics::v1))
-        .route("/api/v2/analytics/flags", post(analytics::v2))
-        // Set before the layers so that the 405 answer passes through them (CORS preflights too).
+    let (sdk, sdk_api) = OpenApiRouter::new()
+        .routes(routes!(flags::list))
+        .routes(routes!(legacy::identity_flags))
+        .routes(routes!(flags::multivariate_options))
+        .routes(routes!(identities::get, identities::post))
+        .routes(routes!(legacy::identity))
+        .routes(routes!(legacy::set_trait))
+        .routes(routes!(traits::set))
+        .routes(routes!(traits::bulk))
+        .routes(routes!(traits::increment))
+        .routes(routes!(document::get))
+        .routes(routes!(analytics::v1))
+        .routes(routes!(analytics::v2))
+        .split_for_parts();
+    // The 405 fallback is set before the layers so that it passes through them (CORS preflights).
+    let sdk = sdk
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.sdk_body_bytes))
         .layer(timeout());
-    let stream = Router::new()
-        .route("/sse/environments/{key}/stream", get(sse::stream))
-        .method_not_allowed_fallback(method_not_allowed);
+    let (stream, stream_api) = OpenApiRouter::new()
+        .routes(routes!(sse::stream))
+        .split_for_parts();
+    let stream = stream.method_not_allowed_fallback(method_not_allowed);
     let sdk = sdk.merge(stream).layer(cors());
-    let admin = admin::router()
+    let (admin, admin_api) = admin::router().split_for_parts();
+    let admin = admin
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.admin_body_bytes))
         .layer(timeout());
+    let mut api = ApiDoc::openapi();
+    api.merge(sdk_api);
+    api.merge(stream_api);
+    api.merge(admin_api);
+    let document = axum::body::Bytes::from(api.to_json().unwrap_or_default());
+    let openapi = Router::new().route(
+        "/api/v1/openapi.json",
+        get(move || {
+            let document = document.clone();
+            async move { json_bytes(StatusCode::OK, document) }
+        }),
+    );
     Router::new()
         .merge(sdk)
         .merge(admin)
+        .merge(openapi)
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -28,6 +28,11 @@ struct StreamState {
     first: bool,
 }
 
+/// Real-time stream: `environment_updated` events with `{"updated_at": <float seconds>}`, on connect
+/// and after every change, with keep-alive comments.
+#[utoipa::path(get, path = "/sse/environments/{key}/stream", tag = "sdk",
+    params(("key" = String, Path, description = "The environment's client key")),
+    responses((status = 200, description = "text/event-stream"), (status = 404)))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(key): Path<String>,

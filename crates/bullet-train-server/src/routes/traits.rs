@@ -113,6 +113,10 @@ fn echo(write: &TraitWrite) -> Json_ {
     })
 }
 
+/// Sets one trait of an identity (created when missing); a null value deletes it.
+#[utoipa::path(post, path = "/api/v1/traits", tag = "sdk", security(("environment_key" = [])),
+    request_body = bullet_train_protocol::sdk::SetTraitRequest,
+    responses((status = 200, body = bullet_train_protocol::sdk::SetTraitRequest), (status = 400), (status = 403)))]
 pub(crate) async fn set(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -136,6 +140,10 @@ pub(crate) async fn set(
     Ok(Json(echo(&write)))
 }
 
+/// Sets many traits across identities; null values delete.
+#[utoipa::path(put, path = "/api/v1/traits/bulk", tag = "sdk", security(("environment_key" = [])),
+    request_body = Vec<bullet_train_protocol::sdk::SetTraitRequest>,
+    responses((status = 200, body = Vec<bullet_train_protocol::sdk::SetTraitRequest>), (status = 400), (status = 403)))]
 pub(crate) async fn bulk(
     State(state): State<AppState>,
     sdk: Sdk,
@@ -182,6 +190,10 @@ pub(crate) async fn bulk(
     )))
 }
 
+/// Adds to an integer trait.
+#[utoipa::path(post, path = "/api/v1/traits/increment-value", tag = "sdk", security(("environment_key" = [])),
+    request_body = bullet_train_protocol::sdk::IncrementTraitRequest,
+    responses((status = 200, description = "`{\"trait_key\", \"trait_value\", \"identifier\"}`"), (status = 400), (status = 403)))]
 pub(crate) async fn increment(
     State(state): State<AppState>,
     sdk: Sdk,

@@ -10,5 +10,6 @@ mod flags;
 mod helpers;
 mod identities;
 mod legacy;
+mod management;
 mod sse;
 mod traits;
