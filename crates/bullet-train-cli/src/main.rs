@@ -1,4 +1,5 @@
-//! The `bullet-train` binary. `serve` runs the server; `migrate` applies database migrations.
+//! The `bullet-train` binary. `serve` runs the server; `migrate` applies database migrations; every
+//! other command manages flags through a server's admin API (see `admin`).
 //! Configuration comes from flags or their environment variables, read here and nowhere else.
 
 use std::time::Duration;
@@ -9,6 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+mod admin;
+mod client;
+mod output;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "bullet-train",
@@ -18,6 +23,8 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    connection: admin::Connection,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,6 +33,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    #[command(flatten)]
+    Admin(admin::AdminCommand),
 }
 
 #[derive(Debug, Args)]
@@ -62,7 +71,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Admin(command) => {
+            if let Err(e) = admin::run(command, &cli.connection).await {
+                eprintln!("error: {e}");
+                std::process::exit(e.exit_code());
+            }
+            Ok(())
+        }
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => {
             let store = bullet_train_server::open_store(&args.database_url).await?;
