@@ -1266,3 +1266,183 @@ async fn the_openapi_document_describes_both_apis() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn settings_of_organisations_projects_and_environments_reach_the_sdk() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let prod_key = key(&w.prod);
+    ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "on"})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "secret", "is_server_key_only": true, "default_enabled": true})),
+    )
+    .await;
+    let (_, flags) = app.get_json("/api/v1/flags/", &prod_key).await;
+    assert_eq!(
+        flag_map(&flags).keys().collect::<Vec<_>>(),
+        vec!["on"],
+        "server-key-only features are hidden"
+    );
+
+    // Project: hide disabled flags.
+    let project = ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/projects/{}/", w.project),
+        Some(json!({"hide_disabled_flags": true})),
+    )
+    .await;
+    assert_eq!(project["hide_disabled_flags"], true);
+    let (_, flags) = app.get_json("/api/v1/flags/", &prod_key).await;
+    assert!(flags.as_array().unwrap().is_empty());
+    // The environment's setting overrides the project's.
+    let environment = ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/environments/{prod_key}/"),
+        Some(json!({"hide_disabled_flags": false, "allow_client_traits": false, "name": "Prod"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            environment["name"].clone(),
+            environment["allow_client_traits"].clone()
+        ),
+        (json!("Prod"), json!(false))
+    );
+    let (_, flags) = app.get_json("/api/v1/flags/", &prod_key).await;
+    assert_eq!(flags.as_array().unwrap().len(), 1);
+    let body = json!({"identity": {"identifier": "a"}, "trait_key": "k", "trait_value": 1});
+    assert_eq!(
+        app.post_json("/api/v1/traits/", &prod_key, &body).await.0,
+        400
+    );
+    let (_, flags) = app.get_json("/api/v1/flags/", &key(&w.staging)).await;
+    assert!(
+        flags.as_array().unwrap().is_empty(),
+        "staging follows the project"
+    );
+
+    // Organisation: stop serving flags, and trait persistence.
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/organisations/{}/", w.organisation),
+        Some(json!({"stop_serving_flags": true})),
+    )
+    .await;
+    assert_eq!(app.get_json("/api/v1/flags/", &prod_key).await.0, 403);
+    ok(
+        &app,
+        Method::PATCH,
+        &format!("/api/v1/organisations/{}/", w.organisation),
+        Some(json!({"stop_serving_flags": false, "persist_trait_data": false})),
+    )
+    .await;
+    assert_eq!(app.get_json("/api/v1/flags/", &prod_key).await.0, 200);
+    let staging_body = json!({"identity": {"identifier": "a"}, "trait_key": "k", "trait_value": 1});
+    let (status, _) = app
+        .post_json("/api/v1/traits/", &key(&w.staging), &staging_body)
+        .await;
+    assert_eq!(status, 403);
+
+    // Renaming a feature keeps names unique; updating an option keeps allocations valid.
+    let features = format!("/api/v1/projects/{}/features/", w.project);
+    let listed = ok(&app, Method::GET, &features, None).await;
+    let on = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == "on")
+        .unwrap()["id"]
+        .clone();
+    let (status, error) = call(
+        &app,
+        Method::PATCH,
+        &format!("{features}{on}/"),
+        Some(json!({"name": "SECRET"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    let renamed = ok(
+        &app,
+        Method::PATCH,
+        &format!("{features}{on}/"),
+        Some(json!({"name": "on_v2", "description": "d"})),
+    )
+    .await;
+    assert_eq!(
+        (renamed["name"].clone(), renamed["description"].clone()),
+        (json!("on_v2"), json!("d"))
+    );
+    let option = ok(
+        &app,
+        Method::POST,
+        &format!("{features}{on}/mv-options/"),
+        Some(json!({"type": "unicode", "string_value": "a", "default_percentage_allocation": 10})),
+    )
+    .await;
+    let updated = ok(
+        &app,
+        Method::PATCH,
+        &format!("{features}{on}/mv-options/{}/", option["id"]),
+        Some(json!({"string_value": "b"})),
+    )
+    .await;
+    assert_eq!(
+        (
+            updated["string_value"].clone(),
+            updated["default_percentage_allocation"].clone()
+        ),
+        (json!("b"), json!(10.0))
+    );
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &format!("{features}{on}/mv-options/{}/", option["id"]),
+        Some(json!({"default_percentage_allocation": 101})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    // Webhooks can be changed and removed.
+    let hooks = format!("/api/v1/environments/{prod_key}/webhooks/");
+    let hook = ok(
+        &app,
+        Method::POST,
+        &hooks,
+        Some(json!({"url": "http://127.0.0.1:9/x"})),
+    )
+    .await;
+    let changed = ok(
+        &app,
+        Method::PATCH,
+        &format!("{hooks}{}/", hook["id"]),
+        Some(json!({"enabled": false})),
+    )
+    .await;
+    assert_eq!(
+        (changed["enabled"].clone(), changed["url"].clone()),
+        (json!(false), hook["url"].clone())
+    );
+    assert_eq!(
+        call(
+            &app,
+            Method::DELETE,
+            &format!("{hooks}{}/", hook["id"]),
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(ok(&app, Method::GET, &hooks, None).await, json!([]));
+}
