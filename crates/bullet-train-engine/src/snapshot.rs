@@ -262,6 +262,11 @@ impl Snapshot {
         self.feature_index.get(name).map(|i| *i as usize)
     }
 
+    /// Name of the feature at `position` (the inverse of [`Snapshot::feature_position`]).
+    pub fn feature_name(&self, position: usize) -> Option<&str> {
+        self.features.get(position).map(|f| &*f.name)
+    }
+
     /// Whether disabled flags are left out of evaluations.
     pub fn hides_disabled_flags(&self) -> bool {
         self.hide_disabled_flags

@@ -35,6 +35,49 @@ impl Value {
         }
     }
 
+    /// The boolean inside, if this is a boolean.
+    ///
+    /// ```
+    /// use bullet_train_protocol::Value;
+    /// assert_eq!(Value::Bool(true).as_bool(), Some(true));
+    /// assert_eq!(Value::from("true").as_bool(), None);
+    /// ```
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// The integer inside, if this is an integer.
+    ///
+    /// ```
+    /// use bullet_train_protocol::Value;
+    /// assert_eq!(Value::from(12).as_i64(), Some(12));
+    /// assert_eq!(Value::from(12.5).as_i64(), None);
+    /// ```
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The number inside as a float, if this is an integer or a float.
+    ///
+    /// ```
+    /// use bullet_train_protocol::Value;
+    /// assert_eq!(Value::from(12).as_f64(), Some(12.0));
+    /// assert_eq!(Value::from("12.5").as_f64(), None);
+    /// ```
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
     /// Whether this is `Null`.
     pub fn is_null(&self) -> bool {
         matches!(self, Value::Null)
@@ -94,6 +137,50 @@ impl From<i64> for Value {
 impl From<f64> for Value {
     fn from(f: f64) -> Self {
         Value::Float(f)
+    }
+}
+
+impl From<&String> for Value {
+    fn from(s: &String) -> Self {
+        Value::String(s.clone())
+    }
+}
+
+impl From<i32> for Value {
+    fn from(i: i32) -> Self {
+        Value::Int(i.into())
+    }
+}
+
+impl From<u32> for Value {
+    fn from(i: u32) -> Self {
+        Value::Int(i.into())
+    }
+}
+
+impl From<f32> for Value {
+    fn from(f: f32) -> Self {
+        Value::Float(f.into())
+    }
+}
+
+/// `None` is `Null` (for a trait, a deletion).
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(value: Option<T>) -> Self {
+        value.map_or(Value::Null, Into::into)
+    }
+}
+
+/// The value as a user would write it: strings without quotes, `null` for null.
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Null => f.write_str("null"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Int(i) => write!(f, "{i}"),
+            Value::Float(x) => write!(f, "{x}"),
+            Value::String(s) => f.write_str(s),
+        }
     }
 }
 
