@@ -33,19 +33,33 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Copy a whole installation (every organisation, project, environment, identity, trait,
+    /// override, key, webhook and the audit log) into an empty database, for example from SQLite to
+    /// PostgreSQL. Both databases are migrated first; the copy is one transaction on the target.
+    Copy(CopyArgs),
     #[command(flatten)]
     Admin(admin::AdminCommand),
 }
 
 #[derive(Debug, Args)]
 struct DatabaseArgs {
-    /// Database URL: `sqlite://path` (created if missing).
+    /// Database URL: `sqlite://path` (created if missing) or `postgres://user:password@host/db`.
     #[arg(
         long,
         env = "BULLET_TRAIN_DATABASE_URL",
         default_value = "sqlite://bullet-train.db"
     )]
     database_url: String,
+}
+
+#[derive(Debug, Args)]
+struct CopyArgs {
+    /// The database to copy from (`sqlite://path` or `postgres://...`).
+    #[arg(long)]
+    from: String,
+    /// The database to copy into; it must hold no data yet.
+    #[arg(long)]
+    to: String,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +72,9 @@ struct ServeArgs {
     /// Admin API token. Without one, the first start generates one, prints it once and stores its hash.
     #[arg(long, env = "BULLET_TRAIN_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Do not apply pending migrations on start (run `bullet-train migrate` separately).
+    #[arg(long, env = "BULLET_TRAIN_NO_MIGRATE")]
+    no_migrate: bool,
     /// Seconds between keep-alive comments on event streams.
     #[arg(long, env = "BULLET_TRAIN_SSE_KEEP_ALIVE_SECONDS", default_value_t = 5)]
     sse_keep_alive_seconds: u64,
@@ -81,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(args) => serve(args).await,
+        Command::Copy(args) => copy(args).await,
         Command::Migrate(args) => {
             let store = bullet_train_server::open_store(&args.database_url).await?;
             store.migrate().await.context("applying migrations")?;
@@ -93,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config {
         database_url: args.database.database_url,
+        migrate: !args.no_migrate,
         admin_token: args.admin_token,
         limits: Limits {
             sse_keep_alive: Duration::from_secs(args.sse_keep_alive_seconds.max(1)),
@@ -108,6 +127,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     println!("listening on http://{}", listener.local_addr()?);
     server.serve(listener, shutdown_signal()).await
+}
+
+async fn copy(args: CopyArgs) -> anyhow::Result<()> {
+    let from = bullet_train_server::open_store(&args.from).await?;
+    let to = bullet_train_server::open_store(&args.to).await?;
+    from.migrate().await.context("migrating the source")?;
+    to.migrate().await.context("migrating the target")?;
+    let report = bullet_train_store::transfer::copy(from.as_ref(), to.as_ref())
+        .await
+        .context("copying")?;
+    for (table, rows) in &report.tables {
+        println!("{table:<24} {rows:>10}");
+    }
+    println!("copied");
+    Ok(())
 }
 
 /// Completes on ctrl-c or SIGTERM.

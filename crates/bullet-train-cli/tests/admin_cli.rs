@@ -20,6 +20,7 @@ async fn server() -> Running {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         database_url: format!("sqlite://{}", dir.path().join("bt.db").display()),
+        migrate: true,
         admin_token: Some(TOKEN.into()),
         limits: Limits::default(),
     };

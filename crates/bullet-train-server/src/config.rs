@@ -21,6 +21,9 @@ pub struct Limits {
     pub webhook_attempts: u32,
     /// Time allowed for one webhook delivery.
     pub webhook_timeout: Duration,
+    /// How often a replica compares every environment's revision with the database (PostgreSQL),
+    /// in case a change notification was lost.
+    pub sync_interval: Duration,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             webhook_backoff: Duration::from_secs(2),
             webhook_attempts: 5,
             webhook_timeout: Duration::from_secs(10),
+            sync_interval: Duration::from_secs(5),
         }
     }
 }
@@ -40,8 +44,11 @@ impl Default for Limits {
 /// Everything `bullet-train serve` needs.
 #[derive(Clone)]
 pub struct Config {
-    /// `sqlite://path` (created if missing).
+    /// `sqlite://path` (created if missing) or `postgres://user:password@host:port/database`.
     pub database_url: String,
+    /// Whether to apply pending migrations on start (with PostgreSQL, run `bullet-train migrate`
+    /// once instead when replicas must not migrate on their own).
+    pub migrate: bool,
     /// The admin token; when `None`, the stored one is used, or one is generated on first start.
     pub admin_token: Option<String>,
     pub limits: Limits,
@@ -50,12 +57,48 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("migrate", &self.migrate)
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("limits", &self.limits)
             .finish()
+    }
+}
+
+/// A database URL without its password, for logs.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:<redacted>@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_url("postgres://bt:s3cret@db:5432/flags"),
+            "postgres://bt:<redacted>@db:5432/flags"
+        );
+        assert_eq!(
+            redact_url("postgres://bt@db/flags"),
+            "postgres://bt@db/flags"
+        );
+        assert_eq!(
+            redact_url("sqlite://bullet-train.db"),
+            "sqlite://bullet-train.db"
+        );
     }
 }

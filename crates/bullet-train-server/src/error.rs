@@ -41,6 +41,9 @@ pub(crate) enum ApiError {
     /// 415: the body is not JSON.
     #[error("unsupported media type {0}")]
     UnsupportedMediaType(String),
+    /// 503: the database cannot be reached; logged.
+    #[error("database unavailable")]
+    Unavailable(anyhow::Error),
     /// 500, logged, never detailed to the client.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -61,6 +64,7 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::NotFound("Not found."),
             StoreError::Conflict(what) => ApiError::Conflict(format!("Conflict: {what}")),
             StoreError::Invalid(message) => ApiError::BadRequest(message),
+            StoreError::Unavailable(e) => ApiError::Unavailable(e),
             StoreError::Other(e) => ApiError::Internal(e),
         }
     }
@@ -89,6 +93,13 @@ impl IntoResponse for ApiError {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({ "detail": format!("Unsupported media type \"{media}\" in request.") }),
             ),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    json!({ "detail": "Database unavailable; try again shortly." }),
+                )
+            }
             ApiError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 (

@@ -5,6 +5,7 @@
 //!
 //! - [`Server`]: startup (store, migrations, admin token, snapshots) and serving on a bound listener.
 //! - `registry`: SDK keys to environments; each environment's snapshot and event channel.
+//! - `sync`: with PostgreSQL, keeps this replica's snapshots in step with the others'.
 //! - `snapshot`: what an environment's snapshot holds (engine snapshot, pre-serialized bodies).
 //! - `routes`: one module per resource; `extract`: keys, tokens and bodies; `error`: `ApiError`.
 //!
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::ServiceExt;
 use axum::extract::Request;
-use bullet_train_store::{SqliteStore, Store};
+use bullet_train_store::{PgStore, SqliteStore, Store};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -35,6 +36,7 @@ mod registry;
 mod routes;
 mod snapshot;
 mod state;
+mod sync;
 mod webhooks;
 
 pub use config::{Config, Limits};
@@ -47,15 +49,22 @@ use webhooks::Webhooks;
 /// Where the admin token's hash is kept when the server generated the token.
 const ADMIN_TOKEN_META: &str = "admin_token_sha256";
 
-/// Opens the store a database URL names.
+/// Opens the store a database URL names: `sqlite://path` or `postgres://...` (`postgresql://`).
 pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    let shown = config::redact_url(url);
     if url.starts_with("sqlite:") {
         let store = SqliteStore::connect(url)
             .await
-            .with_context(|| format!("opening {url}"))?;
+            .with_context(|| format!("opening {shown}"))?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("unsupported database URL (expected sqlite://...)")
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = PgStore::connect(url)
+            .await
+            .with_context(|| format!("connecting to {shown}"))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("unsupported database URL (expected sqlite://... or postgres://...)")
 }
 
 /// A started server, ready to serve.
@@ -78,7 +87,9 @@ impl Server {
     /// Opens and migrates the store, settles the admin token, and loads every environment.
     pub async fn start(config: Config) -> anyhow::Result<Server> {
         let store = open_store(&config.database_url).await?;
-        store.migrate().await.context("applying migrations")?;
+        if config.migrate {
+            store.migrate().await.context("applying migrations")?;
+        }
         let (sha256, generated_admin_token) = match &config.admin_token {
             Some(token) => (Sha256::digest(token.as_bytes()).into(), None),
             None => match store.meta(ADMIN_TOKEN_META).await? {
@@ -135,6 +146,12 @@ impl Server {
             self.state.shutdown.clone(),
         ));
         let service = tower::util::MapRequestLayer::new(routes::normalise_path).layer(router);
+        let syncer = tokio::spawn(sync::run(
+            self.state.store.clone(),
+            self.state.registry.clone(),
+            self.state.limits.sync_interval,
+            self.state.shutdown.clone(),
+        ));
         let stop = self.shutdown.clone();
         let signal = async move {
             shutdown.await;
@@ -145,6 +162,7 @@ impl Server {
             .await
             .context("serving")?;
         let _ = deliverer.await;
+        let _ = syncer.await;
         Ok(())
     }
 }

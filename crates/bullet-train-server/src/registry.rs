@@ -108,6 +108,16 @@ impl Registry {
             .cloned()
     }
 
+    /// The ids of every loaded environment.
+    pub(crate) fn ids(&self) -> Vec<Id> {
+        self.environments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Rebuilds one environment's snapshot from the store and announces the change to its streams.
     /// Called after every committed write that affects the environment.
     pub(crate) async fn refresh(&self, id: Id) -> Result<Arc<Environment>, StoreError> {

@@ -56,7 +56,11 @@ pub(crate) async fn run(
         }
     };
     loop {
-        match store.due_deliveries(now_micros(), 50).await {
+        // Claimed for twice the delivery timeout: if this replica dies mid-delivery, another
+        // one retries after that.
+        let now = now_micros();
+        let lease = now + (limits.webhook_timeout * 2).as_micros() as i64;
+        match store.due_deliveries(now, lease, 50).await {
             Ok(due) => {
                 let sends = due
                     .into_iter()

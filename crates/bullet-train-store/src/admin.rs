@@ -426,10 +426,12 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<Webhook>;
     async fn delete_webhook(&self, author: &Author, environment: Id, id: Id) -> Result<()>;
     async fn webhook_deliveries(&self, webhook: Id, page: Page) -> Result<Paged<WebhookDelivery>>;
-    /// Pending deliveries due at `now`, oldest first, with their webhooks.
+    /// Claims pending deliveries due at `now` until `lease_until` (no other caller gets them
+    /// before then, so replicas sharing a database never send one twice), with their webhooks.
     async fn due_deliveries(
         &self,
         now: Micros,
+        lease_until: Micros,
         limit: i64,
     ) -> Result<Vec<(WebhookDelivery, Webhook)>>;
     /// The earliest `next_attempt_at` of a pending delivery.

@@ -8,6 +8,10 @@
 //!   backend runs the same SQL (`$N` placeholders, `RETURNING`, `ON CONFLICT`, all of which SQLite and
 //!   PostgreSQL share). Each backend module owns its connection setup and its migrations.
 //! - [`sqlite`]: the embedded default (WAL, `synchronous=FULL`, one writer connection).
+//! - [`postgres`]: for several replicas on one database, with the [`ChangeFeed`] that tells each
+//!   replica what the others committed.
+//! - [`transfer`]: copying a whole installation between stores.
+//! - `testing` (feature `testing`): fresh databases for tests of any crate.
 //! - [`document`]: conversion between stored data and the Flagsmith environment document.
 //! - [`random`]: keys, tokens, UUIDs and seeds from the OS CSPRNG.
 //!
@@ -25,17 +29,22 @@ pub mod admin;
 pub mod document;
 mod events;
 pub mod model;
+pub mod postgres;
 pub mod random;
 mod sql;
 mod sql_admin;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
+pub mod transfer;
 
 use model::{
     Environment, EnvironmentData, Id, IdentityRecord, ImportOutcome, Increment, Micros, ServerKey,
     TraitChange,
 };
 
+pub use postgres::{Change, ChangeFeed, PgStore};
 pub use sqlite::SqliteStore;
 
 /// Errors of the store: the cases callers handle, and everything else.
@@ -50,7 +59,10 @@ pub enum StoreError {
     /// The data is not acceptable (for example an import that contradicts itself).
     #[error("invalid: {0}")]
     Invalid(String),
-    /// Anything else (connection lost, disk full, corrupt data).
+    /// The database cannot be reached right now (connection refused or lost, no free connection).
+    #[error("database unavailable: {0}")]
+    Unavailable(anyhow::Error),
+    /// Anything else (disk full, corrupt data).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
 }
@@ -59,6 +71,9 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                StoreError::Unavailable(anyhow::Error::new(e))
+            }
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict(db.constraint().unwrap_or("unique").to_owned())
             }
@@ -89,6 +104,25 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     async fn meta(&self, key: &str) -> Result<Option<String>>;
     /// Sets a value of the key-value settings table.
     async fn set_meta(&self, key: &str, value: &str) -> Result<()>;
+
+    /// The feed of changes committed through any connection to the database, for stores that
+    /// several processes share (PostgreSQL); `None` for a store only this process uses (SQLite).
+    async fn change_feed(&self) -> Result<Option<ChangeFeed>>;
+    /// Every environment's id and revision: what a replica compares to find what it missed.
+    async fn revisions(&self) -> Result<Vec<(Id, i64)>>;
+
+    /// Sends every row of the installation ([`transfer::TABLES`], in order) from one consistent
+    /// read, then [`transfer::Piece::Complete`].
+    async fn read_installation(
+        &self,
+        sink: tokio::sync::mpsc::Sender<transfer::Piece>,
+    ) -> Result<()>;
+    /// Writes the rows received into this store, which must hold no data (settings aside), in one
+    /// transaction committed when `Complete` arrives; ids are kept.
+    async fn write_installation(
+        &self,
+        source: tokio::sync::mpsc::Receiver<transfer::Piece>,
+    ) -> Result<transfer::CopyReport>;
 
     /// Every environment.
     async fn environments(&self) -> Result<Vec<Environment>>;

@@ -4,9 +4,45 @@
 //! `ON CONFLICT`, which SQLite and PostgreSQL both accept; dialect differences live in each backend's
 //! migrations.
 
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
 use bullet_train_protocol::Value;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType};
 
 use crate::StoreError;
+
+/// Most identities an identity count visits: above it, lists report this many (search narrows them).
+pub(crate) const IDENTITY_COUNT_LIMIT: i64 = 10_000;
+
+/// Migrations embedded in the binary, as an sqlx migration source.
+#[derive(Debug)]
+pub(crate) struct Embedded(pub(crate) &'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>>
+    {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
 
 /// A value as stored: its JSON text.
 pub(crate) fn value_text(value: &Value) -> String {
@@ -846,6 +882,162 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn change_feed(&self) -> Result<Option<$crate::ChangeFeed>> {
+                $store::feed(self).await
+            }
+
+            async fn revisions(&self) -> Result<Vec<(Id, i64)>> {
+                sqlx::query("SELECT id, revision FROM environments ORDER BY id")
+                    .fetch_all(&self.read)
+                    .await?
+                    .iter()
+                    .map(|row| Ok((row.try_get("id")?, row.try_get("revision")?)))
+                    .collect()
+            }
+
+            async fn read_installation(
+                &self,
+                sink: tokio::sync::mpsc::Sender<$crate::transfer::Piece>,
+            ) -> Result<()> {
+                use $crate::transfer::{Batch, Cell, Kind, Piece, BATCH_ROWS, TABLES};
+                let stopped = || StoreError::Other(anyhow::anyhow!("the copy's target stopped reading"));
+                let mut tx = self.read.begin().await?;
+                if let Some(sql) = $store::SNAPSHOT_READ {
+                    sqlx::query(sql).execute(&mut *tx).await?;
+                }
+                for (index, table) in TABLES.iter().enumerate() {
+                    let columns: Vec<&str> = table.columns.iter().map(|(c, _)| *c).collect();
+                    let columns = columns.join(", ");
+                    let mut after = i64::MIN;
+                    let mut offset = 0_i64;
+                    loop {
+                        let rows = if table.has_id {
+                            sqlx::query(&format!(
+                                "SELECT {columns} FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
+                                table.name
+                            ))
+                            .bind(after)
+                            .bind(BATCH_ROWS)
+                            .fetch_all(&mut *tx)
+                            .await?
+                        } else {
+                            sqlx::query(&format!(
+                                "SELECT {columns} FROM {} ORDER BY {} LIMIT $1 OFFSET $2",
+                                table.name, table.order
+                            ))
+                            .bind(BATCH_ROWS)
+                            .bind(offset)
+                            .fetch_all(&mut *tx)
+                            .await?
+                        };
+                        let mut cells = Vec::with_capacity(rows.len());
+                        for row in &rows {
+                            let mut out = Vec::with_capacity(table.columns.len());
+                            for (i, (_, kind)) in table.columns.iter().enumerate() {
+                                out.push(match kind {
+                                    Kind::Int => Cell::Int(row.try_get(i)?),
+                                    Kind::Text => Cell::Text(row.try_get(i)?),
+                                    Kind::Bool => Cell::Bool(row.try_get(i)?),
+                                    Kind::Float => Cell::Float(row.try_get(i)?),
+                                });
+                            }
+                            cells.push(out);
+                        }
+                        let count = cells.len() as i64;
+                        if let Some(Cell::Int(Some(id))) = cells.last().and_then(|r| r.first()) {
+                            after = *id;
+                        }
+                        offset += count;
+                        if count > 0 {
+                            sink.send(Piece::Rows(Batch { table: index, rows: cells }))
+                                .await
+                                .map_err(|_| stopped())?;
+                        }
+                        if count < BATCH_ROWS {
+                            break;
+                        }
+                    }
+                }
+                tx.commit().await?;
+                sink.send(Piece::Complete).await.map_err(|_| stopped())?;
+                Ok(())
+            }
+
+            async fn write_installation(
+                &self,
+                mut source: tokio::sync::mpsc::Receiver<$crate::transfer::Piece>,
+            ) -> Result<$crate::transfer::CopyReport> {
+                use $crate::transfer::{not_empty, Cell, CopyReport, Piece, TABLES};
+                let mut tx = self.write.begin().await?;
+                for table in TABLES.iter().filter(|t| t.name != "meta") {
+                    let found = sqlx::query(&format!("SELECT 1 AS one FROM {} LIMIT 1", table.name))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    if found.is_some() {
+                        return Err(not_empty(table.name));
+                    }
+                }
+                let mut counts = vec![0_u64; TABLES.len()];
+                loop {
+                    let batch = match source.recv().await {
+                        Some(Piece::Rows(batch)) => batch,
+                        Some(Piece::Complete) => break,
+                        None => {
+                            return Err(StoreError::Other(anyhow::anyhow!(
+                                "the copy's source stopped before the end; nothing was written"
+                            )));
+                        }
+                    };
+                    let table = TABLES.get(batch.table).ok_or_else(|| {
+                        StoreError::Invalid(format!("unknown table #{}", batch.table))
+                    })?;
+                    let columns: Vec<&str> = table.columns.iter().map(|(c, _)| *c).collect();
+                    for chunk in batch.rows.chunks(100) {
+                        let mut sql = format!("INSERT INTO {} ({}) VALUES ", table.name, columns.join(", "));
+                        let mut n = 0;
+                        for (r, row) in chunk.iter().enumerate() {
+                            if row.len() != columns.len() {
+                                return Err(StoreError::Invalid(format!("a {} row has {} cells", table.name, row.len())));
+                            }
+                            sql.push_str(if r == 0 { "(" } else { ", (" });
+                            for c in 0..row.len() {
+                                n += 1;
+                                if c > 0 {
+                                    sql.push_str(", ");
+                                }
+                                sql.push_str(&format!("${n}"));
+                            }
+                            sql.push(')');
+                        }
+                        if table.name == "meta" {
+                            sql.push_str(" ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+                        }
+                        let mut query = sqlx::query(&sql);
+                        for row in chunk {
+                            for cell in row {
+                                query = match cell {
+                                    Cell::Int(v) => query.bind(*v),
+                                    Cell::Text(v) => query.bind(v.clone()),
+                                    Cell::Bool(v) => query.bind(*v),
+                                    Cell::Float(v) => query.bind(*v),
+                                };
+                            }
+                        }
+                        query.execute(&mut *tx).await?;
+                    }
+                    counts[batch.table] += batch.rows.len() as u64;
+                }
+                for table in TABLES.iter().filter(|t| t.has_id) {
+                    if let Some(sql) = $store::resequence(table.name) {
+                        sqlx::query(&sql).execute(&mut *tx).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(CopyReport {
+                    tables: TABLES.iter().zip(counts).map(|(t, n)| (t.name, n)).collect(),
+                })
+            }
+
             async fn environments(&self) -> Result<Vec<Environment>> {
                 sqlx::query(&format!("SELECT {ENVIRONMENT_COLUMNS} FROM environments ORDER BY id"))
                     .fetch_all(&self.read)
@@ -961,9 +1153,11 @@ macro_rules! sql_store {
                 .await?;
                 let mut identity_overrides = Vec::new();
                 if environment.use_identity_overrides_in_local_eval {
+                    // From the overrides to their identities: never a walk over all identities.
                     let identities = sqlx::query(&format!(
-                        "SELECT {IDENTITY_COLUMNS} FROM identities i WHERE i.environment_id = $1 AND EXISTS \
-                         (SELECT 1 FROM feature_states fs WHERE fs.identity_id = i.id) ORDER BY i.id"
+                        "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id IN \
+                         (SELECT identity_id FROM feature_states \
+                          WHERE environment_id = $1 AND identity_id IS NOT NULL) ORDER BY id"
                     ))
                     .bind(id)
                     .fetch_all(&mut *conn)
@@ -1131,11 +1325,21 @@ macro_rules! sql_store {
                 environment_id: Id,
                 changes: &[(String, Vec<TraitChange>)],
             ) -> Result<Vec<IdentityRecord>> {
+                // Identities are locked in one order (by identifier) and each one before its
+                // traits are written, so concurrent writers of the same identities queue instead
+                // of deadlocking.
+                let mut order: Vec<usize> = (0..changes.len()).collect();
+                order.sort_by(|a, b| changes[*a].0.cmp(&changes[*b].0));
                 let mut tx = self.write.begin().await?;
                 let now = now_micros();
-                let mut records = Vec::with_capacity(changes.len());
-                for (identifier, identity_changes) in changes {
+                let mut records: Vec<Option<IdentityRecord>> = vec![None; changes.len()];
+                for index in order {
+                    let (identifier, identity_changes) = &changes[index];
                     let identity = upsert_identity(&mut tx, environment_id, identifier, None, None).await?;
+                    sqlx::query($store::LOCK_IDENTITY)
+                        .bind(identity.id)
+                        .execute(&mut *tx)
+                        .await?;
                     for change in identity_changes {
                         match &change.value {
                             Some(value) => {
@@ -1160,10 +1364,10 @@ macro_rules! sql_store {
                             }
                         }
                     }
-                    records.push(identity_record(&mut tx, identity).await?);
+                    records[index] = Some(identity_record(&mut tx, identity).await?);
                 }
                 tx.commit().await?;
-                Ok(records)
+                Ok(records.into_iter().flatten().collect())
             }
 
             async fn increment_trait(
@@ -1175,6 +1379,10 @@ macro_rules! sql_store {
             ) -> Result<Increment> {
                 let mut tx = self.write.begin().await?;
                 let identity = upsert_identity(&mut tx, environment_id, identifier, None, None).await?;
+                sqlx::query($store::LOCK_IDENTITY)
+                    .bind(identity.id)
+                    .execute(&mut *tx)
+                    .await?;
                 let current = sqlx::query("SELECT value FROM traits WHERE identity_id = $1 AND key = $2")
                     .bind(identity.id)
                     .bind(key)

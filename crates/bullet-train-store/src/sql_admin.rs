@@ -1662,11 +1662,14 @@ macro_rules! sql_admin_items {
                     (None, _) => ("$2 = $2", String::new()),
                 };
                 let escape = if query.search.is_some() && !query.exact { " ESCAPE '\\'" } else { "" };
+                // A bounded count: listing never walks more than IDENTITY_COUNT_LIMIT identities.
                 let total: i64 = sqlx::query(&format!(
-                    "SELECT COUNT(*) AS n FROM identities WHERE environment_id = $1 AND {filter}{escape}"
+                    "SELECT COUNT(*) AS n FROM (SELECT 1 FROM identities \
+                     WHERE environment_id = $1 AND {filter}{escape} LIMIT $3) AS counted"
                 ))
                 .bind(environment)
                 .bind(&argument)
+                .bind($crate::sql::IDENTITY_COUNT_LIMIT)
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get("n")?;
@@ -1963,19 +1966,27 @@ macro_rules! sql_admin_items {
                 Ok(Paged { items, total: total as u64 })
             }
 
-            async fn due_deliveries(&self, now: Micros, limit: i64) -> Result<Vec<(WebhookDelivery, Webhook)>> {
-                let mut conn = self.read.acquire().await?;
-                let deliveries = sqlx::query(&format!(
-                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending' \
-                     AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2"
+            async fn due_deliveries(&self, now: Micros, lease_until: Micros, limit: i64) -> Result<Vec<(WebhookDelivery, Webhook)>> {
+                let mut conn = self.write.acquire().await?;
+                // Claimed by moving their next attempt to the end of the lease, in one statement:
+                // a concurrent claimer (another replica) re-checks `next_attempt_at` on the locked
+                // rows and skips them.
+                let mut deliveries = sqlx::query(&format!(
+                    "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+                     WHERE status = 'pending' AND next_attempt_at <= $1 AND id IN \
+                     (SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                      ORDER BY next_attempt_at, id LIMIT $3) \
+                     RETURNING {DELIVERY_COLUMNS}"
                 ))
                 .bind(now)
+                .bind(lease_until)
                 .bind(limit)
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
                 .map(delivery_row)
                 .collect::<Result<Vec<_>>>()?;
+                deliveries.sort_by_key(|d| d.id);
                 let mut out = Vec::with_capacity(deliveries.len());
                 for delivery in deliveries {
                     let webhook = webhook_row(

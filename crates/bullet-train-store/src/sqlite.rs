@@ -2,18 +2,15 @@
 //! survives a crash of the process or of the machine), foreign keys on, and a single writer
 //! connection so that write transactions queue instead of failing with `SQLITE_BUSY`.
 
-use std::borrow::Cow;
-use std::future::Future;
-use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::error::BoxDynError;
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use crate::sql::Embedded;
 use crate::{Result, StoreError};
 
 /// The SQLite migrations, embedded in the binary; versions are applied once, in order.
@@ -28,34 +25,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "admin",
         include_str!("../migrations/sqlite/0002_admin.sql"),
     ),
+    (
+        3,
+        "scale",
+        include_str!("../migrations/sqlite/0003_scale.sql"),
+    ),
 ];
-
-/// Embedded migrations as an sqlx migration source.
-#[derive(Debug)]
-pub(crate) struct Embedded(pub(crate) &'static [(i64, &'static str, &'static str)]);
-
-impl<'s> MigrationSource<'s> for Embedded {
-    fn resolve(
-        self,
-    ) -> Pin<Box<dyn Future<Output = std::result::Result<Vec<Migration>, BoxDynError>> + Send + 's>>
-    {
-        Box::pin(async move {
-            Ok(self
-                .0
-                .iter()
-                .map(|(version, description, sql)| {
-                    Migration::new(
-                        *version,
-                        Cow::Borrowed(*description),
-                        MigrationType::Simple,
-                        Cow::Borrowed(*sql),
-                        false,
-                    )
-                })
-                .collect())
-        })
-    }
-}
 
 /// The SQLite store.
 #[derive(Debug, Clone)]
@@ -65,6 +40,18 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// Locks an identity's row for the rest of the transaction (to read and then write its
+    /// traits); SQLite's single writer already serialises write transactions.
+    const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1";
+
+    /// A read transaction already sees one snapshot (WAL).
+    const SNAPSHOT_READ: Option<&str> = None;
+
+    /// New ids follow the largest id by themselves.
+    fn resequence(_table: &str) -> Option<String> {
+        None
+    }
+
     /// Opens (creating if missing) the database at `url` (`sqlite://path`), without migrating.
     pub async fn connect(url: &str) -> Result<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)
@@ -96,6 +83,11 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Other(e.into()))?;
         Ok(())
+    }
+
+    /// SQLite is not shared between processes: no change feed.
+    async fn feed(&self) -> Result<Option<crate::ChangeFeed>> {
+        Ok(None)
     }
 
     /// Closes both pools, waiting for queries in flight.

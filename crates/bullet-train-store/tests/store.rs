@@ -5,16 +5,19 @@ use std::sync::Arc;
 use bullet_train_protocol::{EnvironmentDocument, Value};
 use bullet_train_store::document::to_document;
 use bullet_train_store::model::{Increment, TraitChange};
-use bullet_train_store::{ServerKeyUpdate, SqliteStore, Store, StoreError};
+use bullet_train_store::testing::TestDatabase;
+use bullet_train_store::{PgStore, ServerKeyUpdate, SqliteStore, Store, StoreError};
 use serde_json::json;
 
-/// A fresh, migrated SQLite store in a temporary directory (kept alive by the returned guard).
-async fn sqlite() -> (Arc<dyn Store>, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("test.db").display());
-    let store = SqliteStore::connect(&url).await.unwrap();
+/// A fresh, migrated store of each backend (the database lives as long as the returned guard).
+async fn open(database: TestDatabase) -> (Arc<dyn Store>, TestDatabase) {
+    let store: Arc<dyn Store> = if database.is_postgres() {
+        Arc::new(PgStore::connect(database.url()).await.unwrap())
+    } else {
+        Arc::new(SqliteStore::connect(database.url()).await.unwrap())
+    };
     store.migrate().await.unwrap();
-    (Arc::new(store), dir)
+    (store, database)
 }
 
 /// Declares one test per backend running `$body` with `store: Arc<dyn Store>`.
@@ -26,7 +29,13 @@ macro_rules! store_test {
 
             #[tokio::test]
             async fn sqlite() {
-                let ($store, _guard) = super::sqlite().await;
+                let ($store, _guard) = super::open(TestDatabase::sqlite()).await;
+                $body
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let ($store, _guard) = super::open(TestDatabase::postgres().await).await;
                 $body
             }
         }
@@ -738,10 +747,19 @@ mod admin {
         assert_eq!(document.identity_overrides[0].identifier, "ann");
         store.delete_feature_state(&a, state.id).await.unwrap();
         // Two flag events are queued for the webhook, oldest first, with their payloads.
+        let now = bullet_train_store::time::now_micros() + 1;
         let due = store
-            .due_deliveries(bullet_train_store::time::now_micros() + 1, 10)
+            .due_deliveries(now, now + 60_000_000, 10)
             .await
             .unwrap();
+        // Claimed: nobody else gets them during the lease.
+        assert!(
+            store
+                .due_deliveries(now, now + 60_000_000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         let events: Vec<String> = due.iter().map(|(d, _)| d.event_type.clone()).collect();
         assert_eq!(events, vec!["FLAG_UPDATED", "FLAG_DELETED"]);
         let payload: serde_json::Value = serde_json::from_str(&due[0].0.payload).unwrap();

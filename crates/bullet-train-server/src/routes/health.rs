@@ -1,12 +1,33 @@
 //! Health routes: `/health` (ready once the server serves), Flagsmith's `/health/liveness/` and
-//! `/health/readiness/`, `/healthcheck` and `/version/`.
+//! `/health/readiness/`, `/healthcheck` and `/version/`; `/health/database` reports whether the
+//! database answers (flags keep being served from memory when it does not, so load balancers
+//! should check `/health`, and monitoring `/health/database`).
 
 use axum::Json;
 use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
 
 use crate::state::AppState;
+
+/// 200 when the database answers, 503 otherwise.
+async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.store.revisions().await {
+        Ok(environments) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "environments": environments.len() })),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "database health check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "unavailable" })),
+            )
+        }
+    }
+}
 
 async fn ok() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -24,6 +45,7 @@ pub(crate) fn router() -> Router<AppState> {
         .route("/health", get(ok))
         .route("/health/liveness", get(ok))
         .route("/health/readiness", get(ok))
+        .route("/health/database", get(database))
         .route("/healthcheck", get(ok))
         .route("/sse/health", get(ok))
         .route("/version", get(version))

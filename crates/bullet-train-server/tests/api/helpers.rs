@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bullet_train_server::{Config, Limits, Server};
+use bullet_train_store::testing::TestDatabase;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -18,7 +19,11 @@ pub(crate) struct TestApp {
     pub(crate) http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Scratch space for files a test writes.
     pub(crate) dir: tempfile::TempDir,
+    /// The database (SQLite, or PostgreSQL with `BULLET_TRAIN_TEST_BACKEND=postgres`), unless
+    /// another app owns it.
+    _database: Option<TestDatabase>,
 }
 
 pub(crate) fn sample() -> Value {
@@ -40,16 +45,23 @@ impl TestApp {
     }
 
     pub(crate) async fn with_limits(limits: Limits) -> TestApp {
-        let dir = tempfile::tempdir().unwrap();
+        let database = TestDatabase::from_env().await;
+        let url = database.url().to_owned();
+        TestApp::on(&url, limits, Some(database)).await
+    }
+
+    /// A server (a replica) on the database at `database_url`.
+    pub(crate) async fn on(
+        database_url: &str,
+        limits: Limits,
+        database: Option<TestDatabase>,
+    ) -> TestApp {
         let config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("bt.db").display()),
+            database_url: database_url.to_owned(),
+            migrate: true,
             admin_token: Some(TOKEN.into()),
             limits,
         };
-        TestApp::start(config, dir).await
-    }
-
-    pub(crate) async fn start(config: Config, dir: tempfile::TempDir) -> TestApp {
         let server = Server::start(config).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -65,7 +77,8 @@ impl TestApp {
                 .unwrap(),
             stop: Some(stop),
             task: Some(task),
-            dir,
+            dir: tempfile::tempdir().unwrap(),
+            _database: database,
         }
     }
 
@@ -185,4 +198,31 @@ pub(crate) fn flag_map(flags: &Value) -> std::collections::BTreeMap<String, (boo
             )
         })
         .collect()
+}
+
+/// Reads the next SSE block (up to a blank line), failing after 10 s.
+pub(crate) async fn next_block(response: &mut reqwest::Response, buffer: &mut String) -> String {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(end) = buffer.find("\n\n") {
+                let block = buffer[..end].to_owned();
+                buffer.drain(..end + 2);
+                return block;
+            }
+            let chunk = response.chunk().await.unwrap().expect("stream ended");
+            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .expect("no event within 10 s")
+}
+
+pub(crate) fn updated_at(block: &str) -> f64 {
+    assert!(block.contains("event: environment_updated"), "{block}");
+    let data = block
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let data: Value = serde_json::from_str(data).unwrap();
+    data["updated_at"].as_f64().unwrap()
 }

@@ -11,5 +11,6 @@ mod helpers;
 mod identities;
 mod legacy;
 mod management;
+mod replicas;
 mod sse;
 mod traits;

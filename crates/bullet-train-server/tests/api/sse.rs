@@ -4,36 +4,9 @@ use std::time::Duration;
 
 use bullet_train_server::Limits;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{KEY, TestApp, sample};
-
-/// Reads the next SSE block (up to a blank line), failing after 10 s.
-async fn next_block(response: &mut reqwest::Response, buffer: &mut String) -> String {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(end) = buffer.find("\n\n") {
-                let block = buffer[..end].to_owned();
-                buffer.drain(..end + 2);
-                return block;
-            }
-            let chunk = response.chunk().await.unwrap().expect("stream ended");
-            buffer.push_str(std::str::from_utf8(&chunk).unwrap());
-        }
-    })
-    .await
-    .expect("no event within 10 s")
-}
-
-fn updated_at(block: &str) -> f64 {
-    assert!(block.contains("event: environment_updated"), "{block}");
-    let data = block
-        .lines()
-        .find_map(|l| l.strip_prefix("data: "))
-        .unwrap();
-    let data: Value = serde_json::from_str(data).unwrap();
-    data["updated_at"].as_f64().unwrap()
-}
+use crate::helpers::{KEY, TestApp, next_block, sample, updated_at};
 
 #[tokio::test]
 async fn announces_every_change_to_every_stream() {

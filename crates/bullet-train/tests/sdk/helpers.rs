@@ -1,6 +1,6 @@
-//! Test harness: a real `bullet-train` server on a random port over a fresh SQLite file (stoppable
-//! and restartable on the same port and data), admin calls over HTTP, and SDK builders pointed at
-//! it.
+//! Test harness: a real `bullet-train` server on a random port over a fresh database (SQLite, or
+//! PostgreSQL with `BULLET_TRAIN_TEST_BACKEND=postgres`), stoppable and restartable on the same
+//! port and data, admin calls over HTTP, and SDK builders pointed at it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bullet_train::{Builder, BulletTrain};
 use bullet_train_server::{Config, Limits, Server};
+use bullet_train_store::testing::TestDatabase;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -26,6 +27,12 @@ pub(crate) struct TestServer {
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    data: Data,
+}
+
+/// What outlives a server restart: its database and a scratch directory.
+pub(crate) struct Data {
+    database: TestDatabase,
     dir: tempfile::TempDir,
 }
 
@@ -41,7 +48,11 @@ impl TestServer {
     /// A server with no environments.
     pub(crate) async fn empty() -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        TestServer::serve(listener, tempfile::tempdir().unwrap()).await
+        let data = Data {
+            database: TestDatabase::from_env().await,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        TestServer::serve(listener, data).await
     }
 
     /// A server with the sample environment imported.
@@ -52,9 +63,10 @@ impl TestServer {
     }
 
     /// A server on `listener` (already bound, so clients can connect as soon as this returns).
-    pub(crate) async fn serve(listener: TcpListener, dir: tempfile::TempDir) -> TestServer {
+    pub(crate) async fn serve(listener: TcpListener, data: Data) -> TestServer {
         let config = Config {
-            database_url: format!("sqlite://{}", dir.path().join("bt.db").display()),
+            database_url: data.database.url().to_owned(),
+            migrate: true,
             admin_token: Some(TOKEN.into()),
             limits: Limits::default(),
         };
@@ -73,7 +85,7 @@ impl TestServer {
                 .unwrap(),
             stop: Some(stop),
             task: Some(task),
-            dir,
+            data,
         }
     }
 
@@ -87,7 +99,7 @@ impl TestServer {
         }
         Stopped {
             addr: self.addr,
-            dir: self.dir,
+            data: self.data,
         }
     }
 
@@ -208,7 +220,7 @@ impl TestServer {
 
     /// Writes the exported document of `key` to a file and returns its path.
     pub(crate) async fn export_to_file(&self, key: &str) -> PathBuf {
-        let path = self.dir.path().join(format!("{key}.json"));
+        let path = self.data.dir.path().join(format!("{key}.json"));
         std::fs::write(&path, self.export(key).await.to_string()).unwrap();
         path
     }
@@ -217,14 +229,14 @@ impl TestServer {
 /// A stopped server's address and data.
 pub(crate) struct Stopped {
     addr: SocketAddr,
-    dir: tempfile::TempDir,
+    data: Data,
 }
 
 impl Stopped {
     /// Starts the server again on the same port with the same data.
     pub(crate) async fn restart(self) -> TestServer {
         let listener = TcpListener::bind(self.addr).await.unwrap();
-        TestServer::serve(listener, self.dir).await
+        TestServer::serve(listener, self.data).await
     }
 }
 

@@ -1,0 +1,376 @@
+//! Several replicas on one PostgreSQL database (always PostgreSQL, whatever the test backend):
+//! writes through one reach the others' snapshots, `flags/` and streams; a replica cut off from the
+//! database keeps serving and catches up; concurrent trait writes through both lose nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bullet_train_server::Limits;
+use bullet_train_store::testing::TestDatabase;
+use reqwest::{Method, Url};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::helpers::{KEY, TestApp, flag_map, next_block, sample, updated_at};
+
+/// Two replicas on a fresh PostgreSQL database; the second reaches it through `via` when given.
+async fn replicas(via: Option<&Proxy>) -> (TestApp, TestApp) {
+    let database = TestDatabase::postgres().await;
+    let url = database.url().to_owned();
+    let first = TestApp::on(&url, Limits::default(), Some(database)).await;
+    let second_url = match via {
+        Some(proxy) => proxy.url_for(&url),
+        None => url,
+    };
+    let second = TestApp::on(&second_url, Limits::default(), None).await;
+    (first, second)
+}
+
+/// An open event stream of the sample environment, past its first event.
+struct Stream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl Stream {
+    async fn open(app: &TestApp) -> Stream {
+        let response = app
+            .request(Method::GET, &format!("/sse/environments/{KEY}/stream"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut stream = Stream {
+            response,
+            buffer: String::new(),
+        };
+        stream.next().await;
+        stream
+    }
+
+    /// The next `updated_at` event (keep-alives skipped).
+    async fn next(&mut self) -> f64 {
+        loop {
+            let block = next_block(&mut self.response, &mut self.buffer).await;
+            if !block.starts_with(':') {
+                return updated_at(&block);
+            }
+        }
+    }
+}
+
+async fn flags(app: &TestApp) -> std::collections::BTreeMap<String, (bool, Value)> {
+    let (status, body) = app.get_json("/api/v1/flags/", KEY).await;
+    assert_eq!(status, 200, "{body}");
+    flag_map(&body)
+}
+
+/// Sets the environment default of `feature` through the admin API of `app`.
+async fn set_state(app: &TestApp, feature: &str, value: Value) {
+    let page: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/environments/{KEY}/featurestates/?feature_name={feature}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = &page["results"][0]["id"];
+    let response = app
+        .admin(
+            Method::PATCH,
+            &format!("/api/v1/environments/{KEY}/featurestates/{id}/"),
+        )
+        .json(&json!({"enabled": true, "feature_state_value": value}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_write_through_one_replica_reaches_the_other_within_a_second() {
+    let (a, b) = replicas(None).await;
+    a.import(&sample()).await;
+    // The import through A reaches B: the environment, its keys and its flags.
+    let mut waited = Stream::open_when_served(&b).await;
+    assert_eq!(flags(&b).await, flags(&a).await);
+
+    for round in 0..3 {
+        let written = Instant::now();
+        set_state(&a, "font_size", json!(20 + round)).await;
+        let announced = tokio::time::timeout(Duration::from_secs(1), waited.next())
+            .await
+            .expect("the other replica's stream heard nothing within a second");
+        eprintln!(
+            "replica B announced the change after {:?}",
+            written.elapsed()
+        );
+        assert!(announced > 0.0);
+        assert_eq!(flags(&b).await["font_size"], (true, json!(20 + round)));
+    }
+
+    // Server-side keys made through A work on B; revoked ones stop.
+    let key = a.server_key(KEY).await;
+    let (status, _) = wait_for_status(&b, "/api/v1/environment-document/", &key, 200).await;
+    assert_eq!(status, 200);
+    let keys: Value = a
+        .admin(
+            Method::GET,
+            &format!("/api/v1/environments/{KEY}/api-keys/"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = &keys[0]["id"];
+    a.admin(
+        Method::DELETE,
+        &format!("/api/v1/environments/{KEY}/api-keys/{id}/"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let (status, _) = wait_for_status(&b, "/api/v1/environment-document/", &key, 403).await;
+    assert_eq!(status, 403);
+
+    // Deleting the environment through A ends it on B.
+    a.admin(Method::DELETE, &format!("/api/v1/environments/{KEY}/"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = wait_for_status(&b, "/api/v1/flags/", KEY, 403).await;
+    assert_eq!(status, 403);
+}
+
+impl Stream {
+    /// Opens B's stream once B serves the environment (it learns of the import asynchronously).
+    async fn open_when_served(app: &TestApp) -> Stream {
+        wait_for_status(app, "/api/v1/flags/", KEY, 200).await;
+        Stream::open(app).await
+    }
+}
+
+/// Polls an SDK GET every 10 ms until it answers `status`, for at most 10 s; returns the last
+/// answer. (The HTTP API is the only view a test has of whether another replica has an
+/// environment; once it has, its event stream is waited on instead.)
+async fn wait_for_status(app: &TestApp, path: &str, key: &str, status: u16) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        ticks.tick().await;
+        let answer = app.get_json(path, key).await;
+        if answer.0 == status || Instant::now() > deadline {
+            return answer;
+        }
+    }
+}
+
+/// A TCP proxy to PostgreSQL that can cut every connection through it, and refuse new ones, until
+/// restored: a replica's view of a database outage.
+struct Proxy {
+    addr: SocketAddr,
+    up: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (up, _) = watch::channel(true);
+        let watcher = up.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut state = watcher.subscribe();
+                if !*state.borrow_and_update() {
+                    continue; // dropped: refused
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = state.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, up }
+    }
+
+    fn url_for(&self, database_url: &str) -> String {
+        let mut url = Url::parse(database_url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.addr.port())).unwrap();
+        url.to_string()
+    }
+
+    fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+fn postgres_addr() -> SocketAddr {
+    let url = std::env::var("BULLET_TRAIN_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| bullet_train_store::testing::DEFAULT_POSTGRES_URL.to_owned());
+    let url = Url::parse(&url).unwrap();
+    let host = url.host_str().unwrap();
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    format!("{host}:{}", url.port().unwrap_or(5432))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_from_the_database_keeps_serving_and_catches_up() {
+    let proxy = Proxy::start(postgres_addr()).await;
+    let (a, b) = replicas(Some(&proxy)).await;
+    a.import(&sample()).await;
+    let mut stream = Stream::open_when_served(&b).await;
+    let before = flags(&b).await;
+
+    proxy.cut();
+    // B keeps answering from its snapshots.
+    assert_eq!(flags(&b).await, before);
+    let (status, _) = b.get_json("/api/v1/flags/?feature=header", KEY).await;
+    assert_eq!(status, 200);
+    // Health: the process serves; the database check says what is wrong.
+    let health = b.request(Method::GET, "/health").send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let database = b
+        .request(Method::GET, "/health/database")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(database.status(), 503);
+    // What needs the database fails fast and clearly.
+    let (status, body) = b.get_json("/api/v1/identities/?identifier=x", KEY).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("Database"));
+
+    // Changes B cannot hear of now.
+    set_state(&a, "font_size", json!(77)).await;
+    let mut document = sample();
+    document["api_key"] = json!("SecondEnvironmentKey01");
+    a.import(&document).await;
+    assert_eq!(flags(&b).await, before);
+
+    proxy.restore();
+    // B reconnects and catches up: the stream announces it, flags/ has it, the new environment too.
+    stream.next().await;
+    assert_eq!(flags(&b).await["font_size"], (true, json!(77)));
+    let (status, _) = wait_for_status(&b, "/api/v1/flags/", "SecondEnvironmentKey01", 200).await;
+    assert_eq!(status, 200);
+    let (status, _) = b.get_json("/api/v1/identities/?identifier=x", KEY).await;
+    assert_eq!(status, 200);
+    let database = b
+        .request(Method::GET, "/health/database")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(database.status(), 200);
+}
+
+#[tokio::test]
+async fn concurrent_trait_writes_through_two_replicas_lose_nothing() {
+    let (a, b) = replicas(None).await;
+    a.import(&sample()).await;
+    wait_for_status(&b, "/api/v1/flags/", KEY, 200).await;
+    let apps = Arc::new([a, b]);
+    let failed = Arc::new(AtomicBool::new(false));
+    const WRITERS: usize = 12;
+    const ROUNDS: usize = 15;
+    const IDENTITIES: [&str; 3] = ["shared-1", "shared-2", "shared-3"];
+    let mut tasks = Vec::new();
+    for writer in 0..WRITERS {
+        let apps = apps.clone();
+        let failed = failed.clone();
+        tasks.push(tokio::spawn(async move {
+            for round in 0..ROUNDS {
+                let app = &apps[(writer + round) % 2];
+                let identifier = IDENTITIES[(writer + round) % IDENTITIES.len()];
+                // Each writer owns one trait key and writes increasing values to every identity.
+                let body = json!({"identifier": identifier, "traits": [
+                    {"trait_key": format!("writer-{writer}"), "trait_value": round},
+                    {"trait_key": "last-writer", "trait_value": writer},
+                ]});
+                let (status, answer) = app.post_json("/api/v1/identities/", KEY, &body).await;
+                if status != 200 {
+                    failed.store(true, Ordering::Relaxed);
+                    panic!("identities/ answered {status}: {answer}");
+                }
+                let body = json!({"identifier": "counter", "trait_key": "hits", "increment_by": 1});
+                let (status, answer) = app
+                    .post_json("/api/v1/traits/increment-value/", KEY, &body)
+                    .await;
+                if status != 200 {
+                    failed.store(true, Ordering::Relaxed);
+                    panic!("increment-value/ answered {status}: {answer}");
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert!(!failed.load(Ordering::Relaxed));
+    let [a, b] = Arc::into_inner(apps).unwrap();
+    // Every acknowledged write is there: each writer's last value on each identity it wrote.
+    for identifier in IDENTITIES {
+        let (status, identity) = b
+            .get_json(&format!("/api/v1/identities/?identifier={identifier}"), KEY)
+            .await;
+        assert_eq!(status, 200);
+        let traits: std::collections::HashMap<String, Value> = identity["traits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["trait_key"].as_str().unwrap().to_owned(),
+                    t["trait_value"].clone(),
+                )
+            })
+            .collect();
+        for writer in 0..WRITERS {
+            let last = (0..ROUNDS)
+                .filter(|round| IDENTITIES[(writer + round) % IDENTITIES.len()] == identifier)
+                .max();
+            if let Some(last) = last {
+                assert_eq!(
+                    traits.get(&format!("writer-{writer}")),
+                    Some(&json!(last)),
+                    "{identifier}: writer {writer}"
+                );
+            }
+        }
+    }
+    let (_, counter) = a
+        .get_json("/api/v1/identities/?identifier=counter", KEY)
+        .await;
+    assert_eq!(
+        counter["traits"][0]["trait_value"],
+        json!(WRITERS * ROUNDS),
+        "every increment counted"
+    );
+}

@@ -1,0 +1,187 @@
+//! The PostgreSQL backend, for several server replicas on one database: a connection pool, embedded
+//! migrations (`migrations/postgres/`, applied under sqlx's advisory lock so replicas starting
+//! together migrate once), and the change feed that tells each replica what the others wrote
+//! (LISTEN/NOTIFY, fed by triggers of migration 3).
+
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+
+use crate::sql::Embedded;
+use crate::{Result, StoreError};
+
+/// The PostgreSQL migrations, embedded in the binary; versions are applied once, in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        include_str!("../migrations/postgres/0001_initial.sql"),
+    ),
+    (
+        2,
+        "admin",
+        include_str!("../migrations/postgres/0002_admin.sql"),
+    ),
+    (
+        3,
+        "scale",
+        include_str!("../migrations/postgres/0003_scale.sql"),
+    ),
+];
+
+/// The channel the triggers notify on.
+const CHANNEL: &str = "bullet_train_changes";
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    read: PgPool,
+    write: PgPool,
+}
+
+impl PgStore {
+    /// Locks an identity's row for the rest of the transaction, so that concurrent reads-then-writes
+    /// of its traits (increments) queue instead of losing an update.
+    const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1 FOR UPDATE";
+
+    /// A read of several statements sees one snapshot only at this isolation level.
+    const SNAPSHOT_READ: Option<&str> =
+        Some("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+
+    /// Moves a table's id sequence past the ids a copy inserted.
+    fn resequence(table: &str) -> Option<String> {
+        Some(format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+             COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+        ))
+    }
+
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database`), without
+    /// migrating. A request waits at most 5 s for a connection, so a database outage fails
+    /// requests quickly instead of piling them up.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let options = options.application_name("bullet-train");
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .idle_timeout(Duration::from_secs(300))
+            .connect_with(options)
+            .await?;
+        Ok(PgStore {
+            read: pool.clone(),
+            write: pool,
+        })
+    }
+
+    async fn run_migrations(&self) -> Result<()> {
+        let migrator = Migrator::new(Embedded(MIGRATIONS))
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?;
+        migrator
+            .run(&self.write)
+            .await
+            .map_err(|e| StoreError::Other(e.into()))?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for queries in flight.
+    pub async fn close(&self) {
+        self.write.close().await;
+    }
+
+    /// Starts listening for changes made through any connection to this database.
+    async fn feed(&self) -> Result<Option<ChangeFeed>> {
+        let mut listener = PgListener::connect_with(&self.read).await?;
+        listener.listen(CHANNEL).await?;
+        Ok(Some(ChangeFeed { listener }))
+    }
+}
+
+/// A change another process (or this one) committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The environment was created or changed; `revision` is its revision after the change.
+    Environment {
+        /// The environment's id.
+        id: i64,
+        /// Its revision.
+        revision: i64,
+    },
+    /// The environment was deleted.
+    Deleted {
+        /// The environment's id.
+        id: i64,
+    },
+    /// Server-side keys changed.
+    Keys,
+    /// The connection was lost and is back: notifications may have been missed, so everything must
+    /// be checked again.
+    Resync,
+}
+
+/// The stream of [`Change`]s, reconnecting by itself.
+#[derive(Debug)]
+pub struct ChangeFeed {
+    listener: PgListener,
+}
+
+impl ChangeFeed {
+    /// The next change. After a lost connection it reconnects (on the next call) and answers
+    /// [`Change::Resync`]; an error means the database cannot be reached right now.
+    pub async fn next(&mut self) -> Result<Change> {
+        loop {
+            let Some(notification) = self.listener.try_recv().await? else {
+                return Ok(Change::Resync);
+            };
+            if let Some(change) = parse(notification.payload()) {
+                return Ok(change);
+            }
+            tracing::debug!(
+                payload = notification.payload(),
+                "ignoring an unknown notification"
+            );
+        }
+    }
+}
+
+fn parse(payload: &str) -> Option<Change> {
+    let mut parts = payload.split(':');
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("environment", Some(id), Some(revision)) => Some(Change::Environment {
+            id: id.parse().ok()?,
+            revision: revision.parse().ok()?,
+        }),
+        ("deleted", Some(id), None) => Some(Change::Deleted {
+            id: id.parse().ok()?,
+        }),
+        ("keys", None, None) => Some(Change::Keys),
+        _ => None,
+    }
+}
+
+crate::sql::sql_store!(PgStore, sqlx::Postgres);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notification_payloads() {
+        assert_eq!(
+            parse("environment:12:7"),
+            Some(Change::Environment {
+                id: 12,
+                revision: 7
+            })
+        );
+        assert_eq!(parse("deleted:3"), Some(Change::Deleted { id: 3 }));
+        assert_eq!(parse("keys"), Some(Change::Keys));
+        assert_eq!(parse("environment:x:1"), None);
+        assert_eq!(parse("other"), None);
+    }
+}
