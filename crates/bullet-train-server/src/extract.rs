@@ -63,6 +63,19 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let RawJson(bytes) = RawJson::from_request(req, state).await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// A JSON body as received (content type checked, size limited), not parsed yet: for handlers
+/// whose answer may be known from the exact bytes.
+pub(crate) struct RawJson(pub(crate) Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawJson {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if let Some(content_type) = req.headers().get(CONTENT_TYPE) {
             let media = content_type.to_str().unwrap_or("");
             let essence = media.split(';').next().unwrap_or("").trim();
@@ -77,10 +90,14 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 ApiError::BadRequest(format!("Could not read the request body: {rejection}"))
             }
         })?;
-        let value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))?;
-        Ok(JsonBody(value))
+        Ok(RawJson(bytes))
     }
+}
+
+/// Parses a JSON body, with the error SDKs get for malformed JSON.
+pub(crate) fn parse_json(bytes: &[u8]) -> Result<serde_json::Value, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::BadRequest(format!("JSON parse error - {e}")))
 }
 
 /// Query parameters (unknown ones, such as the 2018 JS client's `format=json`, are ignored).

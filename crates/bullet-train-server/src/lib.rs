@@ -33,6 +33,7 @@ mod config;
 mod error;
 mod extract;
 mod registry;
+mod responses;
 mod routes;
 mod snapshot;
 mod state;
@@ -118,6 +119,7 @@ impl Server {
                 admin_token: Arc::new(AdminToken { sha256 }),
                 limits: config.limits,
                 webhooks: Arc::new(Webhooks::default()),
+                responses: Arc::default(),
                 shutdown: shutdown_rx,
             },
             shutdown,

@@ -15,7 +15,7 @@ use bullet_train_store::time::iso_z;
 use bytes::Bytes;
 
 /// Which kind of SDK key a request used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum KeyKind {
     Client,
     Server,
@@ -401,6 +401,19 @@ impl EnvSnapshot {
         with_variant: bool,
     ) -> String {
         let mut out = String::with_capacity(256 * evaluation.flags().len() + 2);
+        self.append_flags(&mut out, evaluation, kind, identity_overrides, with_variant);
+        out
+    }
+
+    /// Appends the JSON array of the evaluation's flags that `kind` may see to `out`.
+    pub(crate) fn append_flags(
+        &self,
+        out: &mut String,
+        evaluation: &Evaluation<'_>,
+        kind: KeyKind,
+        identity_overrides: Option<&[StateJson]>,
+        with_variant: bool,
+    ) {
         out.push('[');
         let mut first = true;
         for flag in evaluation.flags() {
@@ -412,7 +425,7 @@ impl EnvSnapshot {
             }
             first = false;
             self.write_flag(
-                &mut out,
+                out,
                 flag,
                 identity_overrides.unwrap_or(&[]),
                 with_variant,
@@ -420,7 +433,6 @@ impl EnvSnapshot {
             );
         }
         out.push(']');
-        out
     }
 
     /// Fragments for an identity's override states (in the order given to the engine).

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use crate::config::Limits;
 use crate::extract::AdminToken;
 use crate::registry::Registry;
+use crate::responses::Responses;
 use crate::webhooks::Webhooks;
 
 #[derive(Clone, Debug)]
@@ -19,6 +20,8 @@ pub(crate) struct AppState {
     pub(crate) limits: Limits,
     /// Wakes the webhook deliverer after writes.
     pub(crate) webhooks: Arc<Webhooks>,
+    /// Identity answers to repeated requests.
+    pub(crate) responses: Arc<Responses>,
     /// Becomes `true` when the server shuts down; long-lived streams end on it.
     pub(crate) shutdown: watch::Receiver<bool>,
 }

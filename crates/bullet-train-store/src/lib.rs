@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use bullet_train_protocol::EnvironmentDocument;
 
 pub mod admin;
+mod cache;
 pub mod document;
 mod events;
 pub mod model;
@@ -155,6 +156,11 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// Creates the environment of a Flagsmith environment document (and its project and organisation
     /// when new), or replaces its whole content, atomically.
     async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome>;
+
+    /// A number that changes whenever anything is written to the store, for answers computed from
+    /// stored identities to be reused while it stays the same; `None` while a write is in progress
+    /// or when the store cannot tell (PostgreSQL: other replicas write too).
+    fn identity_generation(&self) -> Option<u64>;
 
     /// An identity with its traits and overrides.
     async fn identity(

@@ -8,6 +8,9 @@ use std::time::Duration;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
+use std::sync::Arc;
+
+use crate::cache::{IdentityCache, Writer};
 use crate::sql::Embedded;
 use crate::{Result, StoreError};
 
@@ -37,7 +40,8 @@ const CHANNEL: &str = "bullet_train_changes";
 #[derive(Debug, Clone)]
 pub struct PgStore {
     read: PgPool,
-    write: PgPool,
+    write: Writer<sqlx::Postgres>,
+    cache: Arc<IdentityCache>,
 }
 
 impl PgStore {
@@ -72,9 +76,15 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_with(options)
             .await?;
+        // Other replicas write too: no identity is kept in memory.
+        let cache = Arc::new(IdentityCache::new(false));
         Ok(PgStore {
             read: pool.clone(),
-            write: pool,
+            write: Writer {
+                pool,
+                cache: cache.clone(),
+            },
+            cache,
         })
     }
 
@@ -83,7 +93,7 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Other(e.into()))?;
         migrator
-            .run(&self.write)
+            .run(&self.write.pool)
             .await
             .map_err(|e| StoreError::Other(e.into()))?;
         Ok(())
@@ -91,7 +101,7 @@ impl PgStore {
 
     /// Closes the pool, waiting for queries in flight.
     pub async fn close(&self) {
-        self.write.close().await;
+        self.write.pool.close().await;
     }
 
     /// Starts listening for changes made through any connection to this database.

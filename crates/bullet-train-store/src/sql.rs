@@ -877,9 +877,13 @@ macro_rules! sql_store {
                 )
                 .bind(key)
                 .bind(value)
-                .execute(&self.write)
+                .execute(&mut *self.write.acquire().await?)
                 .await?;
                 Ok(())
+            }
+
+            fn identity_generation(&self) -> Option<u64> {
+                self.cache.quiet_generation()
             }
 
             async fn change_feed(&self) -> Result<Option<$crate::ChangeFeed>> {
@@ -1238,7 +1242,7 @@ macro_rules! sql_store {
                 .bind(name)
                 .bind(expires_at)
                 .bind(now_micros())
-                .fetch_one(&self.write)
+                .fetch_one(&mut *self.write.acquire().await?)
                 .await?;
                 server_key_row(&row)
             }
@@ -1282,7 +1286,7 @@ macro_rules! sql_store {
                 let done = sqlx::query("DELETE FROM server_keys WHERE id = $1 AND environment_id = $2")
                     .bind(id)
                     .bind(environment_id)
-                    .execute(&self.write)
+                    .execute(&mut *self.write.acquire().await?)
                     .await?;
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
@@ -1302,9 +1306,17 @@ macro_rules! sql_store {
                 environment_id: Id,
                 identifier: &str,
             ) -> Result<Option<IdentityRecord>> {
+                if let Some(record) = self.cache.get(environment_id, identifier) {
+                    return Ok(Some(record));
+                }
+                let ticket = self.cache.ticket();
                 let mut conn = self.read.acquire().await?;
                 match find_identity(&mut conn, environment_id, identifier).await? {
-                    Some(identity) => Ok(Some(identity_record(&mut conn, identity).await?)),
+                    Some(identity) => {
+                        let record = identity_record(&mut conn, identity).await?;
+                        self.cache.put(ticket, environment_id, &record);
+                        Ok(Some(record))
+                    }
                     None => Ok(None),
                 }
             }

@@ -2026,7 +2026,7 @@ macro_rules! sql_admin_items {
                 .bind(attempt.error.as_deref())
                 .bind(attempt.delivered.then_some(now))
                 .bind(id)
-                .execute(&self.write)
+                .execute(&mut *self.write.acquire().await?)
                 .await?;
                 Ok(())
             }

@@ -10,6 +10,9 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use std::sync::Arc;
+
+use crate::cache::{IdentityCache, Writer};
 use crate::sql::Embedded;
 use crate::{Result, StoreError};
 
@@ -36,7 +39,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     read: SqlitePool,
-    write: SqlitePool,
+    write: Writer<sqlx::Sqlite>,
+    cache: Arc<IdentityCache>,
 }
 
 impl SqliteStore {
@@ -60,18 +64,31 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Identities are cached above the database, so small page and statement caches per
+            // connection do (they are most of an idle server's memory otherwise).
+            .pragma("cache_size", "-512")
+            .statement_cache_capacity(32);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
-            .max_connections(8)
+            .max_connections(4)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { read, write })
+        // Only this process writes the file, so identities can be answered from memory.
+        let cache = Arc::new(IdentityCache::new(true));
+        Ok(SqliteStore {
+            read,
+            write: Writer {
+                pool: write,
+                cache: cache.clone(),
+            },
+            cache,
+        })
     }
 
     async fn run_migrations(&self) -> Result<()> {
@@ -79,7 +96,7 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Other(e.into()))?;
         migrator
-            .run(&self.write)
+            .run(&self.write.pool)
             .await
             .map_err(|e| StoreError::Other(e.into()))?;
         Ok(())
@@ -92,7 +109,7 @@ impl SqliteStore {
 
     /// Closes both pools, waiting for queries in flight.
     pub async fn close(&self) {
-        self.write.close().await;
+        self.write.pool.close().await;
         self.read.close().await;
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::error::{ApiError, ApiResult, FieldErrors};
-use crate::extract::{JsonBody, Params, Sdk};
+use crate::extract::{Params, RawJson, Sdk, parse_json};
 use crate::routes::{UPDATED_AT, json_bytes};
 use crate::snapshot::{EnvSnapshot, KeyKind, push_json};
 use crate::state::AppState;
@@ -315,13 +315,27 @@ pub(crate) async fn get(
 pub(crate) async fn post(
     State(state): State<AppState>,
     sdk: Sdk,
-    JsonBody(body): JsonBody,
+    RawJson(raw): RawJson,
 ) -> ApiResult<Response> {
+    // The same request as before, with nothing changed since: the same answer.
+    let generation = state.store.identity_generation();
+    let revision = sdk.snapshot.revision;
+    let environment_id = sdk.environment.id;
+    if let Some(generation) = generation
+        && let Some(body) =
+            state
+                .responses
+                .get(environment_id, sdk.kind, &raw, revision, generation)
+    {
+        return Ok(identity_response(&sdk, body));
+    }
+    let body = parse_json(&raw)?;
     let mut request = parse_identify(&body)?;
+    // A made-up identifier may be random: such answers are not kept.
+    let keep = request.identifier.is_some();
     if sdk.kind == KeyKind::Client && !sdk.snapshot.allow_client_traits {
         request.traits.clear();
     }
-    let environment_id = sdk.environment.id;
     let (identifier, record, traits) = match request.identifier {
         None => {
             // Never stored: every trait is transient.
@@ -347,7 +361,19 @@ pub(crate) async fn post(
                     value: t.value.clone(),
                 })
                 .collect();
-            let record = if changes.is_empty() {
+            // Most requests repeat what is stored: then a read answers, with no write at all.
+            let stored = if changes.is_empty() {
+                None
+            } else {
+                state
+                    .store
+                    .identity(environment_id, &identifier)
+                    .await?
+                    .filter(|record| unchanged(record, &changes))
+            };
+            let record = if let Some(record) = stored {
+                record
+            } else if changes.is_empty() {
                 state
                     .store
                     .ensure_identity(environment_id, &identifier)
@@ -380,7 +406,37 @@ pub(crate) async fn post(
             (identifier, Some(record), traits)
         }
     };
-    respond(&sdk, &identifier, record.as_ref(), &traits, None)
+    let response = respond(&sdk, &identifier, record.as_ref(), &traits, None)?;
+    // Kept only if nothing was written while it was computed (this request's own trait writes
+    // included: the next identical request, which changes nothing, is kept).
+    if let Some(generation) = generation
+        && keep
+        && state.store.identity_generation() == Some(generation)
+    {
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("buffered response: {e}")))?;
+        state.responses.put(
+            environment_id,
+            sdk.kind,
+            raw,
+            revision,
+            generation,
+            bytes.clone(),
+        );
+        return Ok(Response::from_parts(parts, axum::body::Body::from(bytes)));
+    }
+    Ok(response)
+}
+
+/// An identity answer from its body, with the headers `respond` sets.
+fn identity_response(sdk: &Sdk, body: bytes::Bytes) -> Response {
+    let mut response = json_bytes(StatusCode::OK, body);
+    let headers = response.headers_mut();
+    headers.insert(UPDATED_AT, sdk.snapshot.updated_at_header.clone());
+    headers.insert(VARY, HeaderValue::from_static("X_ENVIRONMENT_KEY"));
+    response
 }
 
 /// The engine's view of stored identity overrides, with their response fragments, in one order.
@@ -443,11 +499,18 @@ fn respond(
             }
         }
         None => {
-            let mut out = String::with_capacity(300 * evaluation.flags().len() + 128);
+            // Sized from the environment's flags body, which identity flags resemble, so the
+            // response is written once without growing.
+            let capacity = snapshot.flags_body(sdk.kind).len()
+                + 48 * evaluation.flags().len()
+                + 96 * traits.len()
+                + identifier.len()
+                + 64;
+            let mut out = String::with_capacity(capacity);
             out.push_str("{\"identifier\":");
             push_json(&mut out, identifier);
             out.push_str(",\"flags\":");
-            out.push_str(&snapshot.write_flags(&evaluation, sdk.kind, Some(&override_json), true));
+            snapshot.append_flags(&mut out, &evaluation, sdk.kind, Some(&override_json), true);
             out.push_str(",\"traits\":");
             write_traits(&mut out, snapshot, traits);
             out.push('}');
@@ -480,4 +543,16 @@ pub(crate) fn write_traits(out: &mut String, snapshot: &EnvSnapshot, traits: &[E
         }
     }
     out.push(']');
+}
+
+/// Whether applying `changes` to the stored identity would change nothing.
+fn unchanged(record: &IdentityRecord, changes: &[TraitChange]) -> bool {
+    changes.iter().all(|change| {
+        let stored = record
+            .traits
+            .iter()
+            .find(|t| t.key == change.key)
+            .map(|t| &t.value);
+        stored == change.value.as_ref()
+    })
 }

@@ -98,7 +98,7 @@ pub(crate) async fn identity(
         .with_overrides(&overrides);
     let evaluation = snapshot.engine.evaluate(Some(&identity));
     let mut out = String::from("{\"flags\":");
-    out.push_str(&snapshot.write_flags(&evaluation, sdk.kind, Some(&override_json), false));
+    snapshot.append_flags(&mut out, &evaluation, sdk.kind, Some(&override_json), false);
     out.push_str(",\"traits\":");
     write_traits(&mut out, snapshot, &traits);
     let segments: Vec<serde_json::Value> = evaluation

@@ -9,6 +9,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
@@ -73,45 +74,69 @@ pub(crate) fn router(state: AppState) -> Router {
     let limits = state.limits;
     let timeout =
         || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout);
-    let (sdk, sdk_api) = OpenApiRouter::new()
+    // Routes answered from memory alone cannot hang, so they skip the timeout (a timer per request
+    // is a measurable share of a `flags/` request); routes that reach the store keep it.
+    let (memory, memory_api) = OpenApiRouter::new()
         .routes(routes!(flags::list))
-        .routes(routes!(legacy::identity_flags))
         .routes(routes!(flags::multivariate_options))
+        .routes(routes!(document::get))
+        .split_for_parts();
+    let (stored, stored_api) = OpenApiRouter::new()
+        .routes(routes!(legacy::identity_flags))
         .routes(routes!(identities::get, identities::post))
         .routes(routes!(legacy::identity))
         .routes(routes!(legacy::set_trait))
         .routes(routes!(traits::set))
         .routes(routes!(traits::bulk))
         .routes(routes!(traits::increment))
-        .routes(routes!(document::get))
         .routes(routes!(analytics::v1))
         .routes(routes!(analytics::v2))
         .split_for_parts();
-    // The 405 fallback is set before the layers so that it passes through them (CORS preflights).
-    let sdk = sdk
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limits.sdk_body_bytes))
-        .layer(timeout());
     let (stream, stream_api) = OpenApiRouter::new()
         .routes(routes!(sse::stream))
         .split_for_parts();
-    let stream = stream.method_not_allowed_fallback(method_not_allowed);
-    let sdk = sdk.merge(stream).layer(cors());
-    let (admin, admin_api) = admin::router().split_for_parts();
-    let admin = admin
+    // The 405 fallbacks are set before the layers so that they pass through them (CORS
+    // preflights). Each router gets its layers as one stack: one boxed service per request.
+    let memory = memory
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limits.admin_body_bytes))
-        .layer(timeout());
+        .layer(
+            ServiceBuilder::new()
+                .layer(cors())
+                .layer(DefaultBodyLimit::max(limits.sdk_body_bytes)),
+        );
+    let stored = stored
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(cors())
+                .layer(DefaultBodyLimit::max(limits.sdk_body_bytes))
+                .layer(timeout()),
+        );
+    let stream = stream
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(cors());
+    let sdk = memory.merge(stored).merge(stream);
+    let (admin, admin_api) = admin::router().split_for_parts();
+    let admin = admin.method_not_allowed_fallback(method_not_allowed).layer(
+        ServiceBuilder::new()
+            .layer(DefaultBodyLimit::max(limits.admin_body_bytes))
+            .layer(timeout()),
+    );
     let mut api = ApiDoc::openapi();
-    api.merge(sdk_api);
+    api.merge(memory_api);
+    api.merge(stored_api);
     api.merge(stream_api);
     api.merge(admin_api);
-    let document = axum::body::Bytes::from(api.to_json().unwrap_or_default());
+    // Serialised on first request: most servers never serve it, and idle memory matters.
+    let api = std::sync::Arc::new(api);
+    let document = std::sync::Arc::new(std::sync::OnceLock::<axum::body::Bytes>::new());
     let openapi = Router::new().route(
         "/api/v1/openapi.json",
         get(move || {
-            let document = document.clone();
-            async move { json_bytes(StatusCode::OK, document) }
+            let body = document
+                .get_or_init(|| axum::body::Bytes::from(api.to_json().unwrap_or_default()))
+                .clone();
+            async move { json_bytes(StatusCode::OK, body) }
         }),
     );
     Router::new()
@@ -121,18 +146,22 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(health::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-        }))
         .layer(
-            TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                // Only the route pattern: paths and queries may carry identifiers (personal data).
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("<unmatched>", MatchedPath::as_str);
-                tracing::debug_span!("request", method = %request.method(), route)
-            }),
+            ServiceBuilder::new()
+                .layer(
+                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                        // Only the route pattern: paths and queries may carry identifiers (personal
+                        // data).
+                        let route = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map_or("<unmatched>", MatchedPath::as_str);
+                        tracing::debug_span!("request", method = %request.method(), route)
+                    }),
+                )
+                .layer(CatchPanicLayer::custom(|_| {
+                    ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
+                })),
         )
         .with_state(state)
 }

@@ -294,3 +294,104 @@ async fn percentage_splits_bucket_identities_consistently() {
         "{enabled} of 200 in a 25% split"
     );
 }
+
+/// Identity answers are reused for repeated identical requests (SQLite), so every kind of change
+/// must show in the very next identical request.
+#[tokio::test]
+async fn repeated_requests_see_every_change_at_once() {
+    let app = TestApp::sample().await;
+    let body = json!({"identifier": "repeat@example.com", "traits": [
+        {"trait_key": "plan", "trait_value": "free"}
+    ]});
+    let identify = || async { app.post_json("/api/v1/identities/", KEY, &body).await };
+    let (status, first) = identify().await;
+    assert_eq!(status, 200);
+    for _ in 0..3 {
+        assert_eq!(identify().await.1, first, "unchanged answers");
+    }
+
+    // A trait written through another endpoint: the segment now matches.
+    let (status, _) = app
+        .post_json(
+            "/api/v1/traits/",
+            KEY,
+            &json!({"identity": {"identifier": "repeat@example.com"}, "trait_key": "accept-cookies", "trait_value": "true"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, after_trait) = identify().await;
+    assert_eq!(
+        flag_map(&after_trait["flags"])["header"],
+        (true, json!("Thanks for accepting cookies"))
+    );
+
+    // An identity override made through the admin API.
+    let identities: Value = app
+        .admin(
+            Method::GET,
+            &format!("/api/v1/environments/{KEY}/identities/?q=repeat"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = identities["results"][0]["id"].as_i64().unwrap();
+    let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
+    let font = flags
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feature"]["name"] == "font_size")
+        .unwrap()["feature"]["id"]
+        .clone();
+    let response = app
+        .admin(
+            Method::POST,
+            &format!("/api/v1/environments/{KEY}/identities/{id}/featurestates/"),
+        )
+        .json(&json!({"feature": font, "enabled": true, "feature_state_value": 99}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let (_, after_override) = identify().await;
+    assert_eq!(
+        flag_map(&after_override["flags"])["font_size"],
+        (true, json!(99))
+    );
+
+    // An environment change.
+    let mut document = app.export(KEY).await;
+    for state in document["feature_states"].as_array_mut().unwrap() {
+        if state["feature"]["name"] == "max_items" {
+            state["feature_state_value"] = json!("25");
+        }
+    }
+    app.import(&document).await;
+    let (_, after_import) = identify().await;
+    assert_eq!(
+        flag_map(&after_import["flags"])["max_items"],
+        (true, json!("25"))
+    );
+
+    // The identity deleted: its stored traits are gone.
+    let response = app
+        .admin(
+            Method::DELETE,
+            &format!("/api/v1/environments/{KEY}/identities/{id}/"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let (_, after_delete) = identify().await;
+    let keys: Vec<&str> = after_delete["traits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["trait_key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["plan"]);
+}
