@@ -536,7 +536,7 @@ class Bench:
                   "rotating over 1,000 identifiers whose traits do not change (an SDK re-identifying its "
                   "users): light = 20 features and 3 segments; heavy = 50 features, 15 segments of 15 "
                   "conditions, 750 segment overrides. After the first round (the warm-up) answers come from "
-                  "the identity answer cache on SQLite; on PostgreSQL every request reads the database. "
+                  "the identity answer cache (on PostgreSQL kept current by the change feed). "
                   "Unleash Edge: `GET /api/frontend` with the same 5 properties on the heavy data mapped "
                   "to Unleash segments and strategies.",
                   "- `identities_heavy_unique`: the heavy request for a new transient identity each time, "

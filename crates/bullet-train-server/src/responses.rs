@@ -3,8 +3,9 @@
 //! and the stored identities (the store's identity generation, which any write moves) are as they
 //! were: the answer is then the stored bytes, with no parsing, store access or evaluation.
 //!
-//! Only stores that can tell that nothing was written (SQLite, which this process alone writes)
-//! give a generation; with PostgreSQL nothing is kept.
+//! Only a store that can tell that nothing was written gives a generation: SQLite, which this
+//! process alone writes, and PostgreSQL while the replica follows its change feed (another
+//! replica's write reaches this cache as fast as its notification does).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};

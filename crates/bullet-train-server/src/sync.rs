@@ -2,8 +2,10 @@
 //! the others committed from the store's change feed (LISTEN/NOTIFY) and rebuilds the snapshots of
 //! the environments that changed, announcing them to its own streams. A periodic comparison of
 //! every environment's revision is the safety net, and runs at once whenever the feed reconnects,
-//! so a replica that lost its database catches up on everything it missed. SQLite has no feed: one
-//! process owns the file, and this task ends at once.
+//! so a replica that lost its database catches up on everything it missed. Following the feed is
+//! also what lets the store keep identities in memory (it drops them on every identity change the
+//! feed reports, and stops keeping them while the feed is gone). SQLite has no feed: one process
+//! owns the file, and this task ends at once.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -47,6 +49,9 @@ pub(crate) async fn run(
         };
         if let Err(e) = outcome {
             tracing::warn!(error = %e, "replica sync failed; serving the last snapshots");
+            // The feed is not followed while waiting: dropping it stops the store keeping
+            // identities, and reconnecting it later resynchronises everything.
+            feed = None;
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(RETRY) => {}
@@ -108,6 +113,8 @@ async fn apply(
             Ok(())
         }
         Change::Keys => registry.refresh_keys().await,
+        // The store dropped the identities it kept; snapshots do not hold identities.
+        Change::Identities => Ok(()),
         Change::Resync => resync(store, registry).await,
     }
 }

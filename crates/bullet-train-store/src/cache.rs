@@ -1,18 +1,23 @@
-//! Identities kept in memory between requests, for a store that only this process writes (SQLite):
-//! an SDK asking again for an identity whose traits did not change is answered without the
-//! database.
+//! Identities kept in memory between requests: an SDK asking again for an identity whose traits did
+//! not change is answered without the database.
 //!
-//! Correctness rests on one rule: every write to the store goes through [`Writer`], which counts
-//! writes in progress and bumps a generation when one starts and when it ends (after its commit,
-//! before the caller sees its result). An entry is served only while no write is in progress and
-//! the generation is the one it was read under; an entry is stored only if no write started or
-//! ended while it was read. Any write therefore invalidates every entry: the cache only pays off for
-//! reads between writes, which is the common case (SDKs re-identify users far more often than their
-//! traits change).
+//! Correctness rests on one rule: every change to the stored identities moves a generation. This
+//! process's own writes go through [`Writer`], which counts writes in progress and bumps the
+//! generation when one starts and when it ends (after its commit, before the caller sees its
+//! result). An entry is served only while no write is in progress and the generation is the one it
+//! was read under; an entry is stored only if no write started or ended while it was read. Any write
+//! therefore invalidates every entry: the cache pays off for reads between writes, which is the
+//! common case (SDKs re-identify users far more often than their traits change).
+//!
+//! A store only this process writes (SQLite) keeps entries always. A store other processes write
+//! too (PostgreSQL) keeps them only while a change feed is following the database: the feed bumps
+//! the generation for every identity change any process commits, and when it loses or drops its
+//! connection. Another replica's write then reaches this one's answers as fast as its notification
+//! does.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::model::{Id, IdentityRecord};
@@ -30,7 +35,8 @@ struct Entries {
 /// The cache, shared by a store and its [`Writer`].
 #[derive(Debug, Default)]
 pub(crate) struct IdentityCache {
-    enabled: bool,
+    always: bool,
+    feeds: AtomicUsize,
     generation: AtomicU64,
     writing: AtomicU64,
     entries: Mutex<Entries>,
@@ -41,20 +47,40 @@ pub(crate) struct IdentityCache {
 pub(crate) struct Ticket(Option<u64>);
 
 impl IdentityCache {
-    /// A cache; a disabled one never holds anything (stores shared by several processes).
-    pub(crate) fn new(enabled: bool) -> IdentityCache {
+    /// A cache that holds entries `always` (a store only this process writes), or only while a
+    /// change feed follows the database (see [`IdentityCache::feed_started`]).
+    pub(crate) fn new(always: bool) -> IdentityCache {
         IdentityCache {
-            enabled,
+            always,
             ..IdentityCache::default()
         }
     }
 
     /// The generation, when the cache is enabled and no write is in progress.
     pub(crate) fn quiet_generation(&self) -> Option<u64> {
-        if !self.enabled || self.writing.load(Ordering::SeqCst) > 0 {
+        let enabled = self.always || self.feeds.load(Ordering::SeqCst) > 0;
+        if !enabled || self.writing.load(Ordering::SeqCst) > 0 {
             return None;
         }
         Some(self.generation.load(Ordering::SeqCst))
+    }
+
+    /// Someone else changed stored identities: every entry is out of date.
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A change feed now hears of every change: entries may be kept from here on (what was read
+    /// before is dropped).
+    pub(crate) fn feed_started(&self) {
+        self.invalidate();
+        self.feeds.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A change feed stopped hearing of changes: nothing is kept unless another one still does.
+    pub(crate) fn feed_stopped(&self) {
+        self.feeds.fetch_sub(1, Ordering::SeqCst);
+        self.invalidate();
     }
 
     /// The cached identity, if it is current.
@@ -258,9 +284,20 @@ mod tests {
     }
 
     #[test]
-    fn a_disabled_cache_holds_nothing() {
+    fn a_shared_store_keeps_entries_only_while_a_feed_follows_it() {
         let cache = IdentityCache::new(false);
         cache.put(cache.ticket(), 7, &record("ann"));
-        assert_eq!(cache.get(7, "ann"), None);
+        assert_eq!(cache.get(7, "ann"), None, "no feed");
+        cache.feed_started();
+        cache.put(cache.ticket(), 7, &record("ann"));
+        assert_eq!(cache.get(7, "ann"), Some(record("ann")));
+        cache.invalidate();
+        assert_eq!(cache.get(7, "ann"), None, "a change another process made");
+        cache.put(cache.ticket(), 7, &record("ann"));
+        let ticket = cache.ticket();
+        cache.feed_stopped();
+        assert_eq!(cache.get(7, "ann"), None, "the feed stopped");
+        cache.put(ticket, 7, &record("bob"));
+        assert_eq!(cache.get(7, "bob"), None);
     }
 }

@@ -157,9 +157,9 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// when new), or replaces its whole content, atomically.
     async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome>;
 
-    /// A number that changes whenever anything is written to the store, for answers computed from
-    /// stored identities to be reused while it stays the same; `None` while a write is in progress
-    /// or when the store cannot tell (PostgreSQL: other replicas write too).
+    /// A number that changes whenever stored identities may have changed, for answers computed
+    /// from them to be reused while it stays the same; `None` while a write is in progress or when
+    /// the store cannot tell (PostgreSQL while no change feed follows the database).
     fn identity_generation(&self) -> Option<u64>;
 
     /// An identity with its traits and overrides.

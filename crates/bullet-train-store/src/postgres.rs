@@ -1,7 +1,8 @@
 //! The PostgreSQL backend, for several server replicas on one database: a connection pool, embedded
 //! migrations (`migrations/postgres/`, applied under sqlx's advisory lock so replicas starting
 //! together migrate once), and the change feed that tells each replica what the others wrote
-//! (LISTEN/NOTIFY, fed by triggers of migration 3).
+//! (LISTEN/NOTIFY, fed by triggers of migrations 3 and 4). While a feed is followed, identities are
+//! kept in memory between requests (see `cache.rs`), the feed invalidating them.
 
 use std::time::Duration;
 
@@ -30,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "scale",
         include_str!("../migrations/postgres/0003_scale.sql"),
+    ),
+    (
+        4,
+        "identity notifications",
+        include_str!("../migrations/postgres/0004_identity_notify.sql"),
     ),
 ];
 
@@ -76,7 +82,7 @@ impl PgStore {
             .idle_timeout(Duration::from_secs(300))
             .connect_with(options)
             .await?;
-        // Other replicas write too: no identity is kept in memory.
+        // Other replicas write too: identities are kept only while a change feed follows them.
         let cache = Arc::new(IdentityCache::new(false));
         Ok(PgStore {
             read: pool.clone(),
@@ -108,7 +114,11 @@ impl PgStore {
     async fn feed(&self) -> Result<Option<ChangeFeed>> {
         let mut listener = PgListener::connect_with(&self.read).await?;
         listener.listen(CHANNEL).await?;
-        Ok(Some(ChangeFeed { listener }))
+        self.cache.feed_started();
+        Ok(Some(ChangeFeed {
+            listener,
+            cache: Some(self.cache.clone()),
+        }))
     }
 }
 
@@ -129,26 +139,50 @@ pub enum Change {
     },
     /// Server-side keys changed.
     Keys,
+    /// Identities, their traits or overrides changed (identities kept in memory were dropped).
+    Identities,
     /// The connection was lost and is back: notifications may have been missed, so everything must
     /// be checked again.
     Resync,
 }
 
 /// The stream of [`Change`]s, reconnecting by itself.
+///
+/// While it exists and is followed, its store keeps identities in memory: whoever holds a feed must
+/// keep calling [`ChangeFeed::next`], and drop the feed when it stops.
 #[derive(Debug)]
 pub struct ChangeFeed {
     listener: PgListener,
+    /// The store's identity cache, while this feed is connected.
+    cache: Option<Arc<IdentityCache>>,
 }
 
 impl ChangeFeed {
-    /// The next change. After a lost connection it reconnects (on the next call) and answers
-    /// [`Change::Resync`]; an error means the database cannot be reached right now.
+    /// The next change. After a lost connection it reconnects and answers [`Change::Resync`]; an
+    /// error means the database cannot be reached right now, and the feed is done.
     pub async fn next(&mut self) -> Result<Change> {
+        let Some(cache) = self.cache.clone() else {
+            return Err(StoreError::Unavailable(anyhow::anyhow!(
+                "the change feed lost its connection"
+            )));
+        };
         loop {
-            let Some(notification) = self.listener.try_recv().await? else {
-                return Ok(Change::Resync);
+            let notification = match self.listener.try_recv().await {
+                Ok(Some(notification)) => notification,
+                Ok(None) => {
+                    // Reconnected and listening again: what happened meanwhile is unknown.
+                    cache.invalidate();
+                    return Ok(Change::Resync);
+                }
+                Err(e) => {
+                    self.stop();
+                    return Err(e.into());
+                }
             };
             if let Some(change) = parse(notification.payload()) {
+                if change == Change::Identities {
+                    cache.invalidate();
+                }
                 return Ok(change);
             }
             tracing::debug!(
@@ -156,6 +190,20 @@ impl ChangeFeed {
                 "ignoring an unknown notification"
             );
         }
+    }
+}
+
+impl ChangeFeed {
+    fn stop(&mut self) {
+        if let Some(cache) = self.cache.take() {
+            cache.feed_stopped();
+        }
+    }
+}
+
+impl Drop for ChangeFeed {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -170,6 +218,7 @@ fn parse(payload: &str) -> Option<Change> {
             id: id.parse().ok()?,
         }),
         ("keys", None, None) => Some(Change::Keys),
+        ("identities", None, None) => Some(Change::Identities),
         _ => None,
     }
 }
@@ -191,6 +240,7 @@ mod tests {
         );
         assert_eq!(parse("deleted:3"), Some(Change::Deleted { id: 3 }));
         assert_eq!(parse("keys"), Some(Change::Keys));
+        assert_eq!(parse("identities"), Some(Change::Identities));
         assert_eq!(parse("environment:x:1"), None);
         assert_eq!(parse("other"), None);
     }

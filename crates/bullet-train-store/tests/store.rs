@@ -900,3 +900,75 @@ mod admin {
         assert_eq!(store.api_key_by_prefix("AbCd1234").await.unwrap(), None);
     });
 }
+
+/// PostgreSQL, two stores on one database (two replicas): one keeps identities in memory only while
+/// it follows the change feed, and the feed brings it the other's writes.
+#[tokio::test]
+async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
+    let (a, database) = open(TestDatabase::postgres().await).await;
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await.unwrap());
+    let env = a.import_document(&sample()).await.unwrap().environment_id;
+    let colour = |value: &str| {
+        vec![(
+            "ann".to_owned(),
+            vec![TraitChange {
+                key: "colour".into(),
+                value: Some(Value::from(value)),
+            }],
+        )]
+    };
+    let stored = |record: Option<bullet_train_store::model::IdentityRecord>| {
+        record.unwrap().traits[0].value.clone()
+    };
+    a.write_traits(env, &colour("red")).await.unwrap();
+
+    // Without a feed nothing is kept: every read is the database's.
+    assert_eq!(b.identity_generation(), None);
+    b.identity(env, "ann").await.unwrap();
+    a.write_traits(env, &colour("green")).await.unwrap();
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("green")
+    );
+
+    let mut feed = b.change_feed().await.unwrap().unwrap();
+    let generation = b
+        .identity_generation()
+        .expect("kept while the feed follows");
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("green")
+    );
+    a.write_traits(env, &colour("blue")).await.unwrap();
+    // Until the feed is read, B answers from memory...
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("green")
+    );
+    // ...and the notification of A's commit drops what it kept.
+    let change = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+        .await
+        .expect("the feed reported nothing");
+    assert_eq!(change.unwrap(), bullet_train_store::Change::Identities);
+    assert_ne!(b.identity_generation(), Some(generation));
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("blue")
+    );
+
+    // B's own writes are read back at once, feed or not.
+    b.write_traits(env, &colour("grey")).await.unwrap();
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("grey")
+    );
+
+    // Once the feed is gone, B reads the database again.
+    drop(feed);
+    assert_eq!(b.identity_generation(), None);
+    a.write_traits(env, &colour("black")).await.unwrap();
+    assert_eq!(
+        stored(b.identity(env, "ann").await.unwrap()),
+        Value::from("black")
+    );
+}

@@ -1,6 +1,7 @@
 //! Several replicas on one PostgreSQL database (always PostgreSQL, whatever the test backend):
 //! writes through one reach the others' snapshots, `flags/` and streams; a replica cut off from the
-//! database keeps serving and catches up; concurrent trait writes through both lose nothing.
+//! database keeps serving and catches up; concurrent trait writes through both lose nothing; identity
+//! answers a replica keeps in memory follow the other's writes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -92,6 +93,78 @@ async fn set_state(app: &TestApp, feature: &str, value: Value) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+}
+
+/// Renames the environment through `app` (a change that touches no identity, trait or feature
+/// state) and waits for `stream`, on another replica, to announce it: every notification committed
+/// before has then been handled there too (PostgreSQL delivers them in commit order).
+async fn settle(app: &TestApp, stream: &mut Stream) {
+    static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = format!("settled {}", ROUND.fetch_add(1, Ordering::Relaxed));
+    let response = app
+        .admin(Method::PATCH, &format!("/api/v1/environments/{KEY}/"))
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the other replica announced nothing");
+}
+
+/// The `colour` trait of identity `ann` as `app` answers it, through GET and POST `identities/`.
+async fn colour(app: &TestApp) -> Value {
+    let (status, body) = app
+        .get_json("/api/v1/identities/?identifier=ann", KEY)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got = body["traits"][0]["trait_value"].clone();
+    let (status, body) = app
+        .post_json("/api/v1/identities/", KEY, &json!({"identifier": "ann"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["traits"][0]["trait_value"], got, "GET and POST agree");
+    got
+}
+
+async fn set_colour(app: &TestApp, value: &str) {
+    let body =
+        json!({"identifier": "ann", "traits": [{"trait_key": "colour", "trait_value": value}]});
+    let (status, answer) = app.post_json("/api/v1/identities/", KEY, &body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["traits"][0]["trait_value"], json!(value));
+}
+
+#[tokio::test]
+async fn identity_answers_kept_by_a_replica_follow_the_others_writes() {
+    let (a, b) = replicas(None).await;
+    a.import(&sample()).await;
+    let mut on_b = Stream::open_when_served(&b).await;
+    let mut on_a = Stream::open(&a).await;
+    set_colour(&b, "red").await;
+    // Asked again and again, B answers from memory...
+    for _ in 0..3 {
+        assert_eq!(colour(&b).await, json!("red"));
+    }
+    // ...until A writes: once B has heard of it, B answers A's value.
+    set_colour(&a, "blue").await;
+    settle(&a, &mut on_b).await;
+    assert_eq!(colour(&b).await, json!("blue"));
+    // The same the other way, through an identity A had kept.
+    assert_eq!(colour(&a).await, json!("blue"));
+    set_colour(&b, "green").await;
+    // A replica reads its own writes at once.
+    assert_eq!(colour(&b).await, json!("green"));
+    settle(&b, &mut on_a).await;
+    assert_eq!(colour(&a).await, json!("green"));
+    // Deleting the trait through A (a null value) reaches B as well.
+    let body =
+        json!({"identifier": "ann", "traits": [{"trait_key": "colour", "trait_value": null}]});
+    let (status, _) = a.post_json("/api/v1/identities/", KEY, &body).await;
+    assert_eq!(status, 200);
+    settle(&a, &mut on_b).await;
+    assert_eq!(colour(&b).await, Value::Null);
 }
 
 #[tokio::test]
@@ -248,6 +321,9 @@ async fn a_replica_cut_off_from_the_database_keeps_serving_and_catches_up() {
     a.import(&sample()).await;
     let mut stream = Stream::open_when_served(&b).await;
     let before = flags(&b).await;
+    // An identity B keeps in memory.
+    set_colour(&b, "red").await;
+    assert_eq!(colour(&b).await, json!("red"));
 
     proxy.cut();
     // B keeps answering from its snapshots.
@@ -270,6 +346,7 @@ async fn a_replica_cut_off_from_the_database_keeps_serving_and_catches_up() {
 
     // Changes B cannot hear of now.
     set_state(&a, "font_size", json!(77)).await;
+    set_colour(&a, "blue").await;
     let mut document = sample();
     document["api_key"] = json!("SecondEnvironmentKey01");
     a.import(&document).await;
@@ -279,6 +356,7 @@ async fn a_replica_cut_off_from_the_database_keeps_serving_and_catches_up() {
     // B reconnects and catches up: the stream announces it, flags/ has it, the new environment too.
     stream.next().await;
     assert_eq!(flags(&b).await["font_size"], (true, json!(77)));
+    assert_eq!(colour(&b).await, json!("blue"), "what B kept was dropped");
     let (status, _) = wait_for_status(&b, "/api/v1/flags/", "SecondEnvironmentKey01", 200).await;
     assert_eq!(status, 200);
     let (status, _) = b.get_json("/api/v1/identities/?identifier=x", KEY).await;
@@ -295,7 +373,7 @@ async fn a_replica_cut_off_from_the_database_keeps_serving_and_catches_up() {
 async fn concurrent_trait_writes_through_two_replicas_lose_nothing() {
     let (a, b) = replicas(None).await;
     a.import(&sample()).await;
-    wait_for_status(&b, "/api/v1/flags/", KEY, 200).await;
+    let mut stream = Stream::open_when_served(&b).await;
     let apps = Arc::new([a, b]);
     let failed = Arc::new(AtomicBool::new(false));
     const WRITERS: usize = 12;
@@ -335,6 +413,8 @@ async fn concurrent_trait_writes_through_two_replicas_lose_nothing() {
     }
     assert!(!failed.load(Ordering::Relaxed));
     let [a, b] = Arc::into_inner(apps).unwrap();
+    // Once B has heard of every write, B answers with all of them.
+    settle(&a, &mut stream).await;
     // Every acknowledged write is there: each writer's last value on each identity it wrote.
     for identifier in IDENTITIES {
         let (status, identity) = b
