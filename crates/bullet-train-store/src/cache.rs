@@ -173,7 +173,18 @@ impl<DB: sqlx::Database> Writer<DB> {
     pub(crate) async fn begin(&self) -> Result<WriteTx<DB>, sqlx::Error> {
         let guard = WriteGuard::new(&self.cache);
         let tx = self.pool.begin().await?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: Some(guard),
+        })
+    }
+
+    /// Begins a write transaction that touches nothing an identity answer is computed from (flag
+    /// evaluation counts): kept identities stay valid, so SDKs reporting analytics every few
+    /// seconds do not empty the cache.
+    pub(crate) async fn begin_unrelated(&self) -> Result<WriteTx<DB>, sqlx::Error> {
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _guard: None })
     }
 
     /// A connection for a single write statement.
@@ -191,7 +202,7 @@ impl<DB: sqlx::Database> Writer<DB> {
 #[derive(Debug)]
 pub(crate) struct WriteTx<DB: sqlx::Database> {
     tx: sqlx::Transaction<'static, DB>,
-    _guard: WriteGuard,
+    _guard: Option<WriteGuard>,
 }
 
 impl<DB: sqlx::Database> WriteTx<DB> {

@@ -1433,7 +1433,7 @@ macro_rules! sql_store {
                 if counts.is_empty() {
                     return Ok(());
                 }
-                let mut tx = self.write.begin().await?;
+                let mut tx = self.write.begin_unrelated().await?;
                 for (feature_id, count) in counts {
                     sqlx::query(
                         "INSERT INTO flag_analytics (environment_id, feature_id, day, count) \

@@ -358,6 +358,35 @@ store_test!(evaluation_counts_accumulate_per_day, |store| {
     );
 });
 
+store_test!(evaluation_counts_leave_kept_identities_valid, |store| {
+    let env = store
+        .import_document(&sample())
+        .await
+        .unwrap()
+        .environment_id;
+    let feature = store.environment_data(env).await.unwrap().features[0].id;
+    // PostgreSQL keeps identities only while a change feed follows the database.
+    let _feed = store.change_feed().await.unwrap();
+    store.ensure_identity(env, "ann").await.unwrap();
+    let kept = store.identity_generation().expect("identities are kept");
+    // SDKs report evaluation counts every few seconds: that must not drop kept identities...
+    store
+        .record_evaluations(env, "2026-01-01", &[(feature, 3)])
+        .await
+        .unwrap();
+    assert_eq!(store.identity_generation(), Some(kept));
+    // ...while any identity write does.
+    let colour = TraitChange {
+        key: "colour".into(),
+        value: Some(Value::from("red")),
+    };
+    store
+        .write_traits(env, &[("ann".to_owned(), vec![colour])])
+        .await
+        .unwrap();
+    assert_ne!(store.identity_generation(), Some(kept));
+});
+
 mod admin {
     use super::*;
     use bullet_train_store::admin::*;
