@@ -6,13 +6,11 @@
 
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
 use std::sync::Arc;
 
 use crate::cache::{IdentityCache, Writer};
-use crate::sql::Embedded;
 use crate::{Result, StoreError};
 
 /// The PostgreSQL migrations, embedded in the binary; versions are applied once, in order.
@@ -47,7 +45,6 @@ const CHANNEL: &str = "bullet_train_changes";
 pub struct PgStore {
     read: PgPool,
     write: Writer<sqlx::Postgres>,
-    cache: Arc<IdentityCache>,
 }
 
 impl PgStore {
@@ -86,23 +83,8 @@ impl PgStore {
         let cache = Arc::new(IdentityCache::new(false));
         Ok(PgStore {
             read: pool.clone(),
-            write: Writer {
-                pool,
-                cache: cache.clone(),
-            },
-            cache,
+            write: Writer { pool, cache },
         })
-    }
-
-    async fn run_migrations(&self) -> Result<()> {
-        let migrator = Migrator::new(Embedded(MIGRATIONS))
-            .await
-            .map_err(|e| StoreError::Other(e.into()))?;
-        migrator
-            .run(&self.write.pool)
-            .await
-            .map_err(|e| StoreError::Other(e.into()))?;
-        Ok(())
     }
 
     /// Closes the pool, waiting for queries in flight.
@@ -114,10 +96,10 @@ impl PgStore {
     async fn feed(&self) -> Result<Option<ChangeFeed>> {
         let mut listener = PgListener::connect_with(&self.read).await?;
         listener.listen(CHANNEL).await?;
-        self.cache.feed_started();
+        self.write.cache.feed_started();
         Ok(Some(ChangeFeed {
             listener,
-            cache: Some(self.cache.clone()),
+            cache: Some(self.write.cache.clone()),
         }))
     }
 }

@@ -1,6 +1,6 @@
 //! The SQL implementation of [`crate::Store`], written once and instantiated per backend by
-//! `sql_store!(StoreType, sqlx::Database)`. The store type must have `read` and `write` pools of that
-//! database and a `run_migrations` method. Every statement uses `$N` placeholders, `RETURNING` and
+//! `sql_store!(StoreType, sqlx::Database)`. The store type must have a `read` pool and a `write`
+//! [`crate::cache::Writer`] of that database, and a `MIGRATIONS` table in scope where it is invoked. Every statement uses `$N` placeholders, `RETURNING` and
 //! `ON CONFLICT`, which SQLite and PostgreSQL both accept; dialect differences live in each backend's
 //! migrations.
 
@@ -858,7 +858,14 @@ macro_rules! sql_store {
         #[async_trait]
         impl Store for $store {
             async fn migrate(&self) -> Result<()> {
-                self.run_migrations().await
+                let migrator = sqlx::migrate::Migrator::new($crate::sql::Embedded(super::MIGRATIONS))
+                    .await
+                    .map_err(|e| StoreError::Other(e.into()))?;
+                migrator
+                    .run(&self.write.pool)
+                    .await
+                    .map_err(|e| StoreError::Other(e.into()))?;
+                Ok(())
             }
 
             async fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -883,7 +890,7 @@ macro_rules! sql_store {
             }
 
             fn identity_generation(&self) -> Option<u64> {
-                self.cache.quiet_generation()
+                self.write.cache.quiet_generation()
             }
 
             async fn change_feed(&self) -> Result<Option<$crate::ChangeFeed>> {
@@ -1306,15 +1313,15 @@ macro_rules! sql_store {
                 environment_id: Id,
                 identifier: &str,
             ) -> Result<Option<IdentityRecord>> {
-                if let Some(record) = self.cache.get(environment_id, identifier) {
+                if let Some(record) = self.write.cache.get(environment_id, identifier) {
                     return Ok(Some(record));
                 }
-                let ticket = self.cache.ticket();
+                let ticket = self.write.cache.ticket();
                 let mut conn = self.read.acquire().await?;
                 match find_identity(&mut conn, environment_id, identifier).await? {
                     Some(identity) => {
                         let record = identity_record(&mut conn, identity).await?;
-                        self.cache.put(ticket, environment_id, &record);
+                        self.write.cache.put(ticket, environment_id, &record);
                         Ok(Some(record))
                     }
                     None => Ok(None),

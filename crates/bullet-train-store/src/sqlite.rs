@@ -5,7 +5,6 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -13,7 +12,6 @@ use sqlx::sqlite::{
 use std::sync::Arc;
 
 use crate::cache::{IdentityCache, Writer};
-use crate::sql::Embedded;
 use crate::{Result, StoreError};
 
 /// The SQLite migrations, embedded in the binary; versions are applied once, in order.
@@ -40,7 +38,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 pub struct SqliteStore {
     read: SqlitePool,
     write: Writer<sqlx::Sqlite>,
-    cache: Arc<IdentityCache>,
 }
 
 impl SqliteStore {
@@ -83,23 +80,8 @@ impl SqliteStore {
         let cache = Arc::new(IdentityCache::new(true));
         Ok(SqliteStore {
             read,
-            write: Writer {
-                pool: write,
-                cache: cache.clone(),
-            },
-            cache,
+            write: Writer { pool: write, cache },
         })
-    }
-
-    async fn run_migrations(&self) -> Result<()> {
-        let migrator = Migrator::new(Embedded(MIGRATIONS))
-            .await
-            .map_err(|e| StoreError::Other(e.into()))?;
-        migrator
-            .run(&self.write.pool)
-            .await
-            .map_err(|e| StoreError::Other(e.into()))?;
-        Ok(())
     }
 
     /// SQLite is not shared between processes: no change feed.

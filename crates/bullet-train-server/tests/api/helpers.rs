@@ -183,6 +183,37 @@ impl TestApp {
 }
 
 /// `name -> (enabled, value)` of a flags array.
+/// `(status, body)` of an admin request (`Null` for an empty or non-JSON body).
+pub(crate) async fn admin_call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = app.admin(method, path);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// The body of an admin request that must succeed (2xx).
+pub(crate) async fn admin_ok(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> Value {
+    let (status, value) = admin_call(app, method.clone(), path, body).await;
+    assert!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {value}"
+    );
+    value
+}
+
 pub(crate) fn flag_map(flags: &Value) -> std::collections::BTreeMap<String, (bool, Value)> {
     flags
         .as_array()

@@ -12,27 +12,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, flag_map};
-
-/// `(status, body)` of an admin request.
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.admin(method, path);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn ok(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Value {
-    let (status, value) = call(app, method.clone(), path, body).await;
-    assert!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {value}"
-    );
-    value
-}
+use crate::helpers::{TestApp, admin_call as call, admin_ok as ok, flag_map};
 
 /// An organisation, a project, and two environments.
 struct World {

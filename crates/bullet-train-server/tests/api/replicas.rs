@@ -15,7 +15,9 @@ use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{KEY, TestApp, flag_map, next_block, sample, updated_at};
+use crate::helpers::{
+    KEY, TestApp, admin_call, admin_ok, flag_map, next_block, sample, updated_at,
+};
 
 /// Two replicas on a fresh PostgreSQL database; the second reaches it through `via` when given.
 async fn replicas(via: Option<&Proxy>) -> (TestApp, TestApp) {
@@ -71,28 +73,22 @@ async fn flags(app: &TestApp) -> std::collections::BTreeMap<String, (bool, Value
 
 /// Sets the environment default of `feature` through the admin API of `app`.
 async fn set_state(app: &TestApp, feature: &str, value: Value) {
-    let page: Value = app
-        .admin(
-            Method::GET,
-            &format!("/api/v1/environments/{KEY}/featurestates/?feature_name={feature}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = admin_ok(
+        app,
+        Method::GET,
+        &format!("/api/v1/environments/{KEY}/featurestates/?feature_name={feature}"),
+        None,
+    )
+    .await;
     let id = &page["results"][0]["id"];
-    let response = app
-        .admin(
-            Method::PATCH,
-            &format!("/api/v1/environments/{KEY}/featurestates/{id}/"),
-        )
-        .json(&json!({"enabled": true, "feature_state_value": value}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, _) = admin_call(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/environments/{KEY}/featurestates/{id}/"),
+        Some(json!({"enabled": true, "feature_state_value": value})),
+    )
+    .await;
+    assert_eq!(status, 200);
 }
 
 /// Renames the environment through `app` (a change that touches no identity, trait or feature
@@ -101,13 +97,14 @@ async fn set_state(app: &TestApp, feature: &str, value: Value) {
 async fn settle(app: &TestApp, stream: &mut Stream) {
     static ROUND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let name = format!("settled {}", ROUND.fetch_add(1, Ordering::Relaxed));
-    let response = app
-        .admin(Method::PATCH, &format!("/api/v1/environments/{KEY}/"))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let (status, _) = admin_call(
+        app,
+        Method::PATCH,
+        &format!("/api/v1/environments/{KEY}/"),
+        Some(json!({ "name": name })),
+    )
+    .await;
+    assert_eq!(status, 200);
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("the other replica announced nothing");
@@ -193,17 +190,13 @@ async fn a_write_through_one_replica_reaches_the_other_within_a_second() {
     let key = a.server_key(KEY).await;
     let (status, _) = wait_for_status(&b, "/api/v1/environment-document/", &key, 200).await;
     assert_eq!(status, 200);
-    let keys: Value = a
-        .admin(
-            Method::GET,
-            &format!("/api/v1/environments/{KEY}/api-keys/"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let keys = admin_ok(
+        &a,
+        Method::GET,
+        &format!("/api/v1/environments/{KEY}/api-keys/"),
+        None,
+    )
+    .await;
     let id = &keys[0]["id"];
     a.admin(
         Method::DELETE,
