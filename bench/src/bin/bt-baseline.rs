@@ -3,6 +3,8 @@
 //! `X-Environment-Key`; no key checks, no routing normalisation, no middleware. Whatever the real
 //! server costs above this is its own work.
 
+#![forbid(unsafe_code)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 //! Prints one JSON object: per round the latency percentiles over all streams, from just before the
 //! admin request to the event's arrival.
 
+#![forbid(unsafe_code)]
+
 use std::time::{Duration, Instant};
 
 use clap::Parser;

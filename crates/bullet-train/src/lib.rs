@@ -54,6 +54,7 @@
 //! - [`blocking`]: the blocking facade. `openfeature`: the OpenFeature provider (cargo feature
 //!   `openfeature`).
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod analytics;
