@@ -126,7 +126,8 @@ impl Server {
             shutdown: shutdown_rx,
         };
         let router = routes::router(state.clone());
-        state.store.close_idle_connections().await;
+        let closed = state.store.close_idle_connections().await;
+        tracing::debug!(closed, "idle database connections closed after start-up");
         Ok(Server {
             router,
             state,

@@ -116,8 +116,8 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// starts before the previous query's connection is back (connections return asynchronously),
     /// so a run of sequential reads, such as loading every environment at start, leaves several
     /// open; the server calls this once start-up is done, so that an idle server holds one. The
-    /// pool opens connections again when load needs them.
-    async fn close_idle_connections(&self);
+    /// pool opens connections again when load needs them. Returns how many it closed.
+    async fn close_idle_connections(&self) -> usize;
     /// Every environment's id and revision: what a replica compares to find what it missed.
     async fn revisions(&self) -> Result<Vec<(Id, i64)>>;
 

@@ -897,20 +897,23 @@ macro_rules! sql_store {
                 $store::feed(self).await
             }
 
-            async fn close_idle_connections(&self) {
+            async fn close_idle_connections(&self) -> usize {
                 // Bounded: a connection on its way back is waited for by yielding to the task
                 // returning it; nothing else uses the pool while the server starts.
+                let mut closed = 0;
                 for _ in 0..64 {
                     if self.read.size() <= 1 {
-                        return;
+                        break;
                     }
                     match self.read.try_acquire() {
                         Some(connection) => {
                             let _ = connection.close().await;
+                            closed += 1;
                         }
                         None => tokio::task::yield_now().await,
                     }
                 }
+                closed
             }
 
             async fn revisions(&self) -> Result<Vec<(Id, i64)>> {

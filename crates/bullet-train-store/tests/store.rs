@@ -106,6 +106,35 @@ store_test!(migrations_run_once_and_meta_persists, |store| {
     assert_eq!(store.meta("k").await.unwrap().as_deref(), Some("v2"));
 });
 
+/// Eight reads of environment `id` at once.
+async fn read_together(store: &Arc<dyn Store>, id: i64) {
+    let mut reads = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        reads.spawn(async move { store.environment_data(id).await });
+    }
+    while let Some(data) = reads.join_next().await {
+        assert_eq!(data.unwrap().unwrap().environment.id, id);
+    }
+}
+
+store_test!(idle_connections_close_down_to_one_and_reopen, |store| {
+    let outcome = store.import_document(&sample()).await.unwrap();
+    let id = outcome.environment_id;
+    // Reads started together open several connections.
+    read_together(&store, id).await;
+    let closed = store.close_idle_connections().await;
+    assert!(closed >= 1, "concurrent reads left one connection open");
+    assert_eq!(store.close_idle_connections().await, 0, "one is left");
+    // The pool opens connections again when needed, for reads and writes alike.
+    read_together(&store, id).await;
+    store.set_meta("after", "closing").await.unwrap();
+    assert_eq!(
+        store.meta("after").await.unwrap().as_deref(),
+        Some("closing")
+    );
+});
+
 store_test!(import_then_export_round_trips, |store| {
     let document = sample();
     let outcome = store.import_document(&document).await.unwrap();
