@@ -178,6 +178,27 @@ async fn sigterm_shuts_down_gracefully_even_with_open_streams() {
     assert!(status.success(), "{status}");
     while let Ok(Some(_)) = stream.chunk().await {}
     assert!(server.stdout.next_line().await.unwrap().is_none());
+    // A clean stop leaves the database in one file: the write-ahead log is folded into it, so
+    // the file alone, copied elsewhere, holds everything.
+    let wal = dir.path().join("bt.db-wal");
+    assert!(
+        std::fs::metadata(&wal).map_or(true, |m| m.len() == 0),
+        "write-ahead log left behind"
+    );
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("bt.db"), copy.path().join("bt.db")).unwrap();
+    let restarted = serve(&copy.path().join("bt.db"), Some("t")).await;
+    let flags = http
+        .get(format!("{}/api/v1/flags/", restarted.url))
+        .header("X-Environment-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        flags.status(),
+        200,
+        "the imported environment is in the file"
+    );
 }
 
 #[tokio::test]

@@ -179,6 +179,7 @@ impl Server {
         let _ = deliverer.await;
         let _ = syncer.await;
         let _ = anchor.await;
+        self.state.store.close().await;
         Ok(())
     }
 }

@@ -118,6 +118,11 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// open; the server calls this once start-up is done, so that an idle server holds one. The
     /// pool opens connections again when load needs them. Returns how many it closed.
     async fn close_idle_connections(&self) -> usize;
+
+    /// Closes every connection, waiting for queries in flight. On SQLite the writer closes last,
+    /// which folds the write-ahead log into the database file: a stopped server's database is one
+    /// file.
+    async fn close(&self);
     /// Every environment's id and revision: what a replica compares to find what it missed.
     async fn revisions(&self) -> Result<Vec<(Id, i64)>>;
 

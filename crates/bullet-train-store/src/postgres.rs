@@ -87,11 +87,6 @@ impl PgStore {
         })
     }
 
-    /// Closes the pool, waiting for queries in flight.
-    pub async fn close(&self) {
-        self.write.pool.close().await;
-    }
-
     /// Starts listening for changes made through any connection to this database.
     async fn feed(&self) -> Result<Option<ChangeFeed>> {
         let mut listener = PgListener::connect_with(&self.read).await?;

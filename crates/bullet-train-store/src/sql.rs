@@ -897,6 +897,12 @@ macro_rules! sql_store {
                 $store::feed(self).await
             }
 
+            async fn close(&self) {
+                // Readers first (on PostgreSQL both are the same pool).
+                self.read.close().await;
+                self.write.pool.close().await;
+            }
+
             async fn close_idle_connections(&self) -> usize {
                 // Bounded: a connection on its way back is waited for by yielding to the task
                 // returning it; nothing else uses the pool while the server starts.

@@ -88,12 +88,6 @@ impl SqliteStore {
     async fn feed(&self) -> Result<Option<crate::ChangeFeed>> {
         Ok(None)
     }
-
-    /// Closes both pools, waiting for queries in flight.
-    pub async fn close(&self) {
-        self.write.pool.close().await;
-        self.read.close().await;
-    }
 }
 
 crate::sql::sql_store!(SqliteStore, sqlx::Sqlite);
