@@ -349,10 +349,47 @@ fn document_rule(rule: &document::Rule) -> RuleView<'_> {
     }
 }
 
-/// Maps a document feature state to a state: seed `django_id or featurestate_uuid`, variants ordered by
-/// id (or UUID as a 128-bit integer), weights printed as Python floats.
+/// A UUID's 128-bit integer value (hyphens ignored).
+fn uuid_to_u128(uuid: &str) -> Option<u128> {
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    u128::from_str_radix(&hex, 16).ok()
+}
+
+/// Accumulates compiled parts; interns trait names into slots.
+struct Builder {
+    environment_key: Box<str>,
+    environment_name: Box<str>,
+    features: Vec<Feature>,
+    feature_index: HashMap<Box<str>, u32>,
+    segments: Vec<Segment>,
+    slots: HashMap<Box<str>, Slot>,
+    identity_overrides: HashMap<Box<str>, Vec<StoredOverride>>,
+    warnings: Vec<Warning>,
+    /// The metadata shared by every state of a document feature, by feature id.
+    feature_metadata: HashMap<u64, Arc<Metadata>>,
+}
+
 impl Builder {
-    /// Compiles a document feature state (an environment default or a segment override).
+    fn new(environment_key: &str, environment_name: &str) -> Builder {
+        Builder {
+            environment_key: environment_key.into(),
+            environment_name: environment_name.into(),
+            features: Vec::new(),
+            feature_index: HashMap::new(),
+            segments: Vec::new(),
+            slots: HashMap::new(),
+            identity_overrides: HashMap::new(),
+            warnings: Vec::new(),
+            feature_metadata: HashMap::new(),
+        }
+    }
+
+    /// Compiles a document feature state (an environment default or a segment override): seed
+    /// `django_id or featurestate_uuid`, variants ordered by id (or UUID as a 128-bit integer),
+    /// weights printed as Python floats, metadata shared by the feature's states.
     fn document_state(&mut self, state: &document::FeatureState) -> State {
         let key = match state.django_id.filter(|id| *id != 0) {
             Some(id) => id.to_string(),
@@ -409,45 +446,6 @@ impl Builder {
             variants: variants.into_iter().map(|(_, v)| v).collect(),
             priority,
             metadata: Some(metadata),
-        }
-    }
-}
-
-/// A UUID's 128-bit integer value (hyphens ignored).
-fn uuid_to_u128(uuid: &str) -> Option<u128> {
-    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    u128::from_str_radix(&hex, 16).ok()
-}
-
-/// Accumulates compiled parts; interns trait names into slots.
-struct Builder {
-    environment_key: Box<str>,
-    environment_name: Box<str>,
-    features: Vec<Feature>,
-    feature_index: HashMap<Box<str>, u32>,
-    segments: Vec<Segment>,
-    slots: HashMap<Box<str>, Slot>,
-    identity_overrides: HashMap<Box<str>, Vec<StoredOverride>>,
-    warnings: Vec<Warning>,
-    /// The metadata shared by every state of a document feature, by feature id.
-    feature_metadata: HashMap<u64, Arc<Metadata>>,
-}
-
-impl Builder {
-    fn new(environment_key: &str, environment_name: &str) -> Builder {
-        Builder {
-            environment_key: environment_key.into(),
-            environment_name: environment_name.into(),
-            features: Vec::new(),
-            feature_index: HashMap::new(),
-            segments: Vec::new(),
-            slots: HashMap::new(),
-            identity_overrides: HashMap::new(),
-            warnings: Vec::new(),
-            feature_metadata: HashMap::new(),
         }
     }
 

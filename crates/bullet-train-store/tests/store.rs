@@ -362,13 +362,21 @@ store_test!(server_keys_are_stored_hashed_and_revocable, |store| {
     assert!(store.server_keys(None).await.unwrap().is_empty());
 });
 
-store_test!(evaluation_counts_accumulate_per_day, |store| {
+/// Imports the sample: its environment's id and its first feature's id.
+async fn sample_environment_and_feature(store: &Arc<dyn Store>) -> (i64, i64) {
     let env = store
         .import_document(&sample())
         .await
         .unwrap()
         .environment_id;
-    let feature = store.environment_data(env).await.unwrap().features[0].id;
+    (
+        env,
+        store.environment_data(env).await.unwrap().features[0].id,
+    )
+}
+
+store_test!(evaluation_counts_accumulate_per_day, |store| {
+    let (env, feature) = sample_environment_and_feature(&store).await;
     store
         .record_evaluations(env, "2026-01-01", &[(feature, 3)])
         .await
@@ -388,12 +396,7 @@ store_test!(evaluation_counts_accumulate_per_day, |store| {
 });
 
 store_test!(evaluation_counts_leave_kept_identities_valid, |store| {
-    let env = store
-        .import_document(&sample())
-        .await
-        .unwrap()
-        .environment_id;
-    let feature = store.environment_data(env).await.unwrap().features[0].id;
+    let (env, feature) = sample_environment_and_feature(&store).await;
     // PostgreSQL keeps identities only while a change feed follows the database.
     let _feed = store.change_feed().await.unwrap();
     store.ensure_identity(env, "ann").await.unwrap();

@@ -164,25 +164,22 @@ impl TestApp {
 
     /// GET with an SDK key, returning status and JSON body.
     pub(crate) async fn get_json(&self, path: &str, key: &str) -> (u16, Value) {
-        let response = self.sdk(Method::GET, path, key).send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(self.sdk(Method::GET, path, key).send().await.unwrap()).await
     }
 
     /// POST JSON with an SDK key.
     pub(crate) async fn post_json(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .sdk(Method::POST, path, key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        status_and_json(
+            self.sdk(Method::POST, path, key)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 }
 
-/// `name -> (enabled, value)` of a flags array.
 /// `(status, body)` of an admin request (`Null` for an empty or non-JSON body).
 pub(crate) async fn admin_call(
     app: &TestApp,
@@ -194,7 +191,11 @@ pub(crate) async fn admin_call(
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.unwrap();
+    status_and_json(request.send().await.unwrap()).await
+}
+
+/// A response's status and JSON body (`Null` for an empty or non-JSON body).
+async fn status_and_json(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -214,6 +215,7 @@ pub(crate) async fn admin_ok(
     value
 }
 
+/// `name -> (enabled, value)` of a flags array.
 pub(crate) fn flag_map(flags: &Value) -> std::collections::BTreeMap<String, (bool, Value)> {
     flags
         .as_array()
