@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{KEY, TestApp};
 
-async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
+pub(crate) async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
     let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
     let flag = flags
         .as_array()

@@ -1,13 +1,13 @@
 //! Compatibility with the published Python SDKs: the original `bullet-train==1.0.5` running the seed's
 //! usage example, and `flagsmith` 6.x in remote, local, offline and real-time modes. The SDKs come from
 //! PyPI into a virtualenv made by `scripts/compat-venv` (its python is found through
-//! `BULLET_TRAIN_PYTHON` or at `target/compat-venv/bin/python`).
+//! `BULLET_TRAIN_PYTHON` or at `target/compat-venv/bin/python`). The runner, the real-time check and the
+//! rich document here serve the JavaScript checks (`compat_node`) too.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
@@ -26,7 +26,7 @@ fn python() -> PathBuf {
     path
 }
 
-fn script(name: &str) -> PathBuf {
+pub(crate) fn script(name: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat")).join(name)
 }
 
@@ -44,24 +44,76 @@ fn command(app: &TestApp, script_name: &str, env: &[(&str, &str)]) -> Command {
 }
 
 async fn run(app: &TestApp, script_name: &str, args: &[&str], env: &[(&str, &str)]) {
-    let output = tokio::time::timeout(
-        Duration::from_secs(180),
-        command(app, script_name, env).args(args).output(),
-    )
-    .await
-    .expect("the Python check did not finish")
-    .unwrap();
+    let mut command = command(app, script_name, env);
+    command.args(args);
+    run_check(command, &format!("{script_name} {args:?}")).await;
+}
+
+/// Runs a compatibility check to completion; fails the test, showing the check's output, unless it
+/// exits successfully.
+pub(crate) async fn run_check(mut command: Command, label: &str) {
+    let output = tokio::time::timeout(Duration::from_secs(180), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{label} did not finish"))
+        .unwrap();
     assert!(
         output.status.success(),
-        "{script_name} {args:?} failed\nstdout:\n{}\nstderr:\n{}",
+        "{label} failed\nstdout:\n{}\nstderr:\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
 }
 
+/// Runs a real-time check: the SDK prints `READY <value>` once it serves the first feature of
+/// `document` (already imported), this changes that feature's value to `new_value` through a document
+/// import, and the SDK must print `UPDATED <new_value>`. Whether the SDK's stream connects before or
+/// after the change, the event it receives carries an updated_at later than what it has seen, so the
+/// new value can only arrive through the stream (the SDKs' polling is off or an hour apart).
+pub(crate) async fn realtime_check(
+    app: &TestApp,
+    mut command: Command,
+    mut document: Value,
+    new_value: &str,
+) {
+    let before = document["feature_states"][0]["feature_state_value"].clone();
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let next_line = async |lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>| {
+        tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("no output from the SDK")
+            .unwrap()
+    };
+    let ready = next_line(&mut lines).await;
+    assert_eq!(
+        ready,
+        Some(format!("READY {}", before.as_str().unwrap())),
+        "SDK did not start"
+    );
+    document["feature_states"][0]["feature_state_value"] = json!(new_value);
+    app.import(&document).await;
+    let updated = next_line(&mut lines).await;
+    let status = child.wait().await.unwrap();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+        .await
+        .unwrap();
+    assert_eq!(
+        updated,
+        Some(format!("UPDATED {new_value}")),
+        "stderr: {stderr}"
+    );
+    assert!(status.success(), "stderr: {stderr}");
+}
+
 /// An environment exercising every operator family, nested rules, priorities, multivariate features
 /// (including a multivariate segment override) and an identity override.
-fn rich_document() -> Value {
+pub(crate) fn rich_document() -> Value {
     let state = |id: u64, name: &str, seed: u64, enabled: bool, value: Value| {
         json!({"feature": {"id": id, "name": name, "type": "STANDARD"}, "enabled": enabled,
             "django_id": seed, "featurestate_uuid": format!("00000000-0000-4000-8000-{seed:012}"),
@@ -143,7 +195,7 @@ fn rich_document() -> Value {
     document
 }
 
-const RICH_KEY: &str = "CompatEnvironmentKey01";
+pub(crate) const RICH_KEY: &str = "CompatEnvironmentKey01";
 
 #[tokio::test]
 async fn bullet_train_1_0_5_runs_the_seed_example() {
@@ -193,50 +245,14 @@ async fn flagsmith_sdk_offline_mode_from_an_exported_document() {
 #[tokio::test]
 async fn flagsmith_sdk_realtime_updates_arrive_through_the_stream() {
     let app = TestApp::empty().await;
-    let mut document = rich_document();
+    let document = rich_document();
     app.import(&document).await;
     let server = app.server_key(RICH_KEY).await;
-    let mut child = command(
+    let mut command = command(
         &app,
         "flagsmith_sdk.py",
         &[("BT_KEY", RICH_KEY), ("BT_SERVER_KEY", &server)],
-    )
-    .arg("realtime")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let next_line = async |lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>| {
-        tokio::time::timeout(Duration::from_secs(60), lines.next_line())
-            .await
-            .expect("no output from the SDK")
-            .unwrap()
-    };
-    let ready = next_line(&mut lines).await;
-    assert_eq!(ready.as_deref(), Some("READY Hello"), "SDK did not start");
-    // Whether the SDK's stream connects before or after this change, the event it receives carries an
-    // updated_at later than its document's, so the new value can only arrive through the stream (the
-    // SDK's polling interval is an hour).
-    document["feature_states"][0]["feature_state_value"] = json!("Hello again");
-    app.admin(
-        Method::PUT,
-        &format!("/api/v1/environments/{RICH_KEY}/document/"),
-    )
-    .json(&document)
-    .send()
-    .await
-    .unwrap();
-    let updated = next_line(&mut lines).await;
-    let status = child.wait().await.unwrap();
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
-        .await
-        .unwrap();
-    assert_eq!(
-        updated.as_deref(),
-        Some("UPDATED Hello again"),
-        "stderr: {stderr}"
     );
-    assert!(status.success(), "stderr: {stderr}");
+    command.arg("realtime");
+    realtime_check(&app, command, document, "Hello again").await;
 }

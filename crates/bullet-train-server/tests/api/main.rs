@@ -1,9 +1,10 @@
 //! HTTP-level tests of the server: each starts a real server on a random port and talks to it the way
-//! SDKs do. `compat` runs the published Python SDKs against it.
+//! SDKs do. `compat` and `compat_node` run the published Python and JavaScript SDKs against it.
 
 mod admin;
 mod analytics;
 mod compat;
+mod compat_node;
 mod document;
 mod errors;
 mod flags;
