@@ -2,12 +2,13 @@
 """The benchmark harness (run it with `bench/run`; `bench/run --quick` only proves it works).
 
 Starts, pinned to CPU 1, the bare axum baseline (`bt-baseline`), `bullet-train serve` on SQLite and
-on PostgreSQL, and Unleash Edge in offline mode; drives them from CPU 0 with wrk (throughput at
+on PostgreSQL (the same installation, copied), and Unleash Edge in offline mode; drives them from CPU 0 with wrk (throughput at
 saturation, closed loop) and oha (latency at a fixed rate: 50% of the baseline's throughput, with
 coordinated-omission correction); measures real-time propagation to 1, 1,000 and 10,000 event
 streams and across two replicas with `bt-fanout`; samples RSS from /proc. Every figure is reported
-as an absolute number and as a ratio to the baseline measured in the same run; throughput is the
-median of repeated runs, interleaved across servers so drift affects them alike.
+as an absolute number and as a ratio to the baseline measured in the same run; throughput and
+latency are medians of repeated runs, interleaved across the baseline and both backends so drift
+affects them alike.
 """
 
 import argparse
@@ -351,31 +352,44 @@ class Bench:
                                   "latency_repetitions": self.latency_reps,
                                   "connections": CONNECTIONS, "server_cpu": SERVER_CPU,
                                   "load_cpu": LOAD_CPU, "tokio_worker_threads": 1}
+        admin = os.environ.get("BULLET_TRAIN_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+        name = f"bt_bench_{os.getpid()}"
+        subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)
+        subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}" TEMPLATE template0'], check=True)
+        postgres_url = admin.rsplit("/", 1)[0] + "/" + name
         try:
-            self.sqlite_and_baseline()
-            self.postgres()
+            self.measure(f"sqlite://{self.work}/bench.db", postgres_url)
             if self.args.edge:
                 self.edge()
             else:
                 self.results["notes"].append("Unleash Edge not measured (--no-edge or quick mode).")
         finally:
             self.stop_all()
+            subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
         self.write()
 
-    def sqlite_and_baseline(self):
-        database = f"sqlite://{self.work}/bench.db"
-        server, base = self.server("bullet-train-sqlite-import", database)
+    def measure(self, sqlite_url, postgres_url):
+        """One installation loaded on SQLite and copied to PostgreSQL with `bullet-train copy` (same
+        keys, same data); both servers and the baseline then run side by side and every throughput and
+        latency figure is taken interleaved across the three, so machine noise falls on them alike."""
+        server, base = self.server("bullet-train-sqlite-import", sqlite_url)
         time.sleep(1)
         self.results["rss_mib"]["bullet-train idle, empty installation (SQLite)"] = server.rss()
         server_key = self.load(base)
         server.stop()
+        subprocess.run([str(RELEASE / "bullet-train"), "copy", "--from", sqlite_url, "--to", postgres_url],
+                       check=True, capture_output=True)
+        # Settle PostgreSQL's statistics now rather than in an autovacuum during a measurement.
+        subprocess.run(["psql", postgres_url, "-qc", "VACUUM ANALYZE"], check=True)
         # Idle: fresh starts on the loaded database, before any traffic; the last one serves the
         # workloads. What the figure is made of: the binary's code and libraries mapped from disk
         # (file pages, shared and reclaimable) and the process's own memory.
-        server, base, idle = self.idle_starts("bullet-train-sqlite", database)
+        server, base, idle = self.idle_starts("bullet-train-sqlite", sqlite_url)
         self.results["rss_mib"]["bullet-train idle (SQLite, 2 environments loaded)"] = idle["VmRSS"]
         self.results["rss_mib"]["of which file-backed pages (RssFile: code, libraries)"] = idle["RssFile"]
         self.results["rss_mib"]["of which anonymous memory (RssAnon: heap, stacks)"] = idle["RssAnon"]
+        pg, pg_base, idle = self.idle_starts("bullet-train-postgres-a", postgres_url)
+        self.results["rss_mib"]["bullet-train idle (PostgreSQL, 2 environments loaded)"] = idle["VmRSS"]
         workloads = self.workloads(server_key)
         routes = self.baseline_bodies(base, workloads)
         port = free_port()
@@ -383,49 +397,22 @@ class Bench:
         baseline = self.spawn("baseline", [str(RELEASE / "bt-baseline"), "--bind", f"127.0.0.1:{port}",
                                            *routes], f"{baseline_base}/health")
         self.results["rss_mib"]["baseline idle"] = baseline.rss()
-        self.workload_defs = workloads
-        self.throughput({"baseline": baseline_base, "sqlite": base}, workloads)
-        self.latency({"baseline": baseline_base, "sqlite": base}, workloads)
+        targets = {"baseline": baseline_base, "sqlite": base, "postgres": pg_base}
+        self.throughput(targets, workloads)
+        self.latency(targets, workloads)
         self.results["rss_mib"]["bullet-train peak under load (SQLite)"] = server.peak()
+        self.results["rss_mib"]["bullet-train peak under load (PostgreSQL)"] = pg.peak()
         self.results["rss_mib"]["baseline peak under load"] = baseline.peak()
         stream_counts = (1, 50) if self.quick else (1, 1000, 10000)
         for n in stream_counts:
             self.fanout("sqlite", base, base, n)
         self.results["rss_mib"][f"bullet-train peak with {stream_counts[-1]} streams (SQLite)"] = server.peak()
-        self.baseline_base = baseline_base
         server.stop()
-
-    def postgres(self):
-        admin = os.environ.get("BULLET_TRAIN_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-        name = f"bt_bench_{os.getpid()}"
-        subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}"'], check=True)
-        subprocess.run(["psql", admin, "-qc", f'CREATE DATABASE "{name}" TEMPLATE template0'], check=True)
-        url = admin.rsplit("/", 1)[0] + "/" + name
-        try:
-            a, a_base = self.server("bullet-train-postgres-import", url)
-            server_key = self.load(a_base)
-            a.stop()
-            a, a_base, idle = self.idle_starts("bullet-train-postgres-a", url)
-            self.results["rss_mib"]["bullet-train idle (PostgreSQL, 2 environments loaded)"] = idle["VmRSS"]
-            workloads = self.workloads(server_key)
-            runs = {}
-            for rep in range(self.reps):
-                for w in workloads:
-                    if rep == 0:
-                        wrk(a_base, w, 1, self.work)
-                    rps = wrk(a_base, w, self.seconds, self.work)
-                    runs.setdefault(w.name, []).append(rps)
-                    log(f"{w.name:22} {'postgres':10} {rps:10.0f} rps (run {rep + 1})")
-            for wname, values in runs.items():
-                self.results["throughput"][wname]["postgres"] = {"median_rps": median(values), "runs": values}
-            self.latency({"postgres": a_base}, workloads)
-            b, b_base = self.server("bullet-train-postgres-b", url, ["--no-migrate"])
-            for n in ((1, 20) if self.quick else (1, 1000)):
-                self.fanout("replicas", b_base, a_base, n)
-            b.stop()
-            a.stop()
-        finally:
-            subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+        b, b_base = self.server("bullet-train-postgres-b", postgres_url, ["--no-migrate"])
+        for n in ((1, 20) if self.quick else (1, 1000)):
+            self.fanout("replicas", b_base, pg_base, n)
+        b.stop()
+        pg.stop()
 
     def edge(self):
         binary = TOOLS / "unleash-edge"
