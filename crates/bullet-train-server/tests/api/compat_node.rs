@@ -1,6 +1,7 @@
-//! Compatibility with the published JavaScript SDKs: the original `bullet-train-nodejs` client, the
-//! current server-side `flagsmith-nodejs` (remote, local, offline, analytics) and the `flagsmith` client
-//! that web apps use (remote and real-time). The SDKs come from npm into `target/compat-node`, made by
+//! Compatibility with the published JavaScript SDKs: the original Bullet Train clients
+//! (`bullet-train-nodejs` for servers, `bullet-train-client` for browsers, which writes traits through
+//! every trait endpoint), the current server-side `flagsmith-nodejs` (remote, local, offline,
+//! analytics) and the `flagsmith` client that web apps use (remote and real-time). The SDKs come from npm into `target/compat-node`, made by
 //! `scripts/compat-node` from the pinned lock file beside the scripts.
 
 use std::path::PathBuf;
@@ -56,6 +57,32 @@ async fn bullet_train_nodejs_reads_flags_values_and_traits() {
         .unwrap();
     assert_eq!(response.status(), 200);
     run(&app, "bullet_train_nodejs.cjs", &[], &[("BT_KEY", KEY)]).await;
+}
+
+#[tokio::test]
+async fn bullet_train_client_sets_bulk_sets_and_increments_traits() {
+    let app = TestApp::sample().await;
+    run(&app, "bullet_train_client.cjs", &[], &[("BT_KEY", KEY)]).await;
+    // What the client wrote is what the server stored.
+    let (status, identity) = app
+        .get_json("/api/v1/identities/?identifier=browser-user", KEY)
+        .await;
+    assert_eq!(status, 200);
+    let traits: std::collections::BTreeMap<_, _> = identity["traits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["trait_key"].as_str().unwrap(), t["trait_value"].clone()))
+        .collect();
+    assert_eq!(
+        traits,
+        [
+            ("accept-cookies", json!("true")),
+            ("logins", json!(50)),
+            ("plan", json!("free"))
+        ]
+        .into()
+    );
 }
 
 #[tokio::test]
