@@ -198,7 +198,11 @@ class Bench:
             RELEASE = ROOT / "target" / "debug"
         self.seconds = 1 if self.quick else args.seconds
         self.reps = 1 if self.quick else args.reps
-        self.latency_reps = 1 if self.quick else args.reps + 2
+        # Tail latency on this shared machine is hit by stalls of tens of milliseconds that come and go
+        # whatever the server: many short runs, so that a stall spoils few of the runs the median is
+        # taken over.
+        self.latency_seconds = 1 if self.quick else args.latency_seconds
+        self.latency_reps = 1 if self.quick else args.latency_reps
         self.work = ROOT / "target" / ("bench-quick" if self.quick else "bench-work")
         shutil.rmtree(self.work, ignore_errors=True)
         self.work.mkdir(parents=True)
@@ -305,14 +309,13 @@ class Bench:
         for w in (w for w in workloads if w.latency):
             base_rps = self.results["throughput"][w.name][baseline_name]["median_rps"]
             rate = base_rps / 2
-            # Tail latency on this shared 2-core machine swings from run to run (the load generator's
-            # core is not quiet): more runs than for throughput, interleaved across targets.
+            # Interleaved across targets, as for throughput.
             runs_by_target = {name: [] for name in targets}
             for base in targets.values():
                 oha(base, w, rate, 1, self.work)  # warm-up, not counted (as for throughput)
             for _ in range(self.latency_reps):
                 for name, base in targets.items():
-                    runs_by_target[name].append(oha(base, w, rate, self.seconds, self.work))
+                    runs_by_target[name].append(oha(base, w, rate, self.latency_seconds, self.work))
             for name, runs in runs_by_target.items():
                 result = {"rate_rps": rate,
                           "p50_ms": median([r["p50_ms"] for r in runs]),
@@ -349,6 +352,7 @@ class Bench:
         self.results["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.results["command"] = "bench/run" + (" --quick" if self.quick else "")
         self.results["method"] = {"seconds": self.seconds, "repetitions": self.reps,
+                                  "latency_seconds": self.latency_seconds,
                                   "latency_repetitions": self.latency_reps,
                                   "connections": CONNECTIONS, "server_cpu": SERVER_CPU,
                                   "load_cpu": LOAD_CPU, "tokio_worker_threads": 1}
@@ -450,7 +454,8 @@ class Bench:
                 log(f"{wname:22} {'edge':10} {values[-1]:10.0f} rps (run {rep + 1})")
             self.results["throughput"][wname]["unleash-edge"] = {"median_rps": median(values), "runs": values}
             rate = self.results["throughput"][wname]["baseline"]["median_rps"] / 2
-            runs = [oha(base, workload, rate, self.seconds, self.work) for _ in range(self.reps)]
+            runs = [oha(base, workload, rate, self.latency_seconds, self.work)
+                    for _ in range(self.latency_reps)]
             self.results["latency"][wname]["unleash-edge"] = {
                 "rate_rps": rate, "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
@@ -504,7 +509,7 @@ class Bench:
                  f"CPU {LOAD_CPU}; {CONNECTIONS} connections; throughput is the median of {self.reps} runs of "
                  f"{self.seconds} s (interleaved), latency is oha at a fixed rate of 50% of the baseline's "
                  f"throughput with coordinated-omission correction, the median of {self.latency_reps} "
-                 "interleaved runs.", "",
+                 f"interleaved runs of {self.latency_seconds} s.", "",
                  "## Throughput (requests per second; ratio to the baseline of the same workload)", "",
                  "| workload | response bytes | baseline | bullet-train SQLite | bullet-train PostgreSQL | Unleash Edge |",
                  "|---|---|---|---|---|---|"]
@@ -581,8 +586,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1 s per figure, few streams, no Edge")
     parser.add_argument("--no-edge", dest="edge", action="store_false", help="skip Unleash Edge")
-    parser.add_argument("--seconds", type=int, default=5, help="seconds per throughput/latency run")
-    parser.add_argument("--reps", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--seconds", type=int, default=4, help="seconds per throughput run")
+    parser.add_argument("--reps", type=int, default=5, help="throughput runs per figure (median)")
+    parser.add_argument("--latency-seconds", type=int, default=3, help="seconds per latency run")
+    parser.add_argument("--latency-reps", type=int, default=9, help="latency runs per figure (median)")
     parser.add_argument("--out", help="directory for results.md and results.json")
     args = parser.parse_args()
     if args.quick:
