@@ -66,13 +66,17 @@ impl SqliteStore {
             // connection do (they are most of an idle server's memory otherwise).
             .pragma("cache_size", "-512")
             .statement_cache_capacity(32);
+        // A connection to a local file does not go stale: no ping (a round trip to the connection's
+        // worker thread) before each use.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.clone())
             .await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(options.read_only(true))
             .await?;
