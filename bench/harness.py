@@ -320,7 +320,8 @@ class Bench:
                 result = {"rate_rps": rate,
                           "p50_ms": median([r["p50_ms"] for r in runs]),
                           "p99_ms": median([r["p99_ms"] for r in runs]),
-                          "achieved_rps": median([r["achieved_rps"] for r in runs])}
+                          "achieved_rps": median([r["achieved_rps"] for r in runs]),
+                          "p99_runs_ms": [round(r["p99_ms"], 3) for r in runs]}
                 self.results["latency"].setdefault(w.name, {})[name] = result
                 log(f"{w.name:22} {name:10} at {rate:8.0f} rps: p50 {result['p50_ms']:.3f} ms, "
                     f"p99 {result['p99_ms']:.3f} ms")
@@ -459,7 +460,8 @@ class Bench:
             self.results["latency"][wname]["unleash-edge"] = {
                 "rate_rps": rate, "p50_ms": median([r["p50_ms"] for r in runs]),
                 "p99_ms": median([r["p99_ms"] for r in runs]),
-                "achieved_rps": median([r["achieved_rps"] for r in runs])}
+                "achieved_rps": median([r["achieved_rps"] for r in runs]),
+                "p99_runs_ms": [round(r["p99_ms"], 3) for r in runs]}
             self.results["rss_mib"][f"unleash-edge peak under load ({wname} data)"] = proc.peak()
             proc.stop()
 
@@ -539,6 +541,15 @@ class Bench:
                 return f"{v['p50_ms']:.2f} / {v['p99_ms']:.2f} ({v['p99_ms'] / base['p99_ms']:.2f}x)"
             lines.append(f"| {wname} | {base['rate_rps']:,.0f} | {lat('baseline')} | {lat('sqlite')} | "
                          f"{lat('postgres')} | {lat('unleash-edge')} |")
+        spread = [(wname, name, v["p99_runs_ms"]) for wname, by in r["latency"].items()
+                  for name, v in by.items()
+                  if name != "unleash-edge" and len(v.get("p99_runs_ms", [])) > 1]
+        if spread:
+            low = min(spread, key=lambda x: min(x[2]))
+            high = max(spread, key=lambda x: max(x[2]))
+            lines += ["", f"Single latency runs moved widely: p99 from {min(low[2]):.2f} ms ({low[0]}, "
+                      f"{low[1]}) to {max(high[2]):.2f} ms ({high[0]}, {high[1]}); every run's p99 is in "
+                      "`results.json` (`p99_runs_ms`)."]
         lines += ["", "## Real-time: admin write to event received, over all streams (ms)", "",
                   "| scenario | streams | p50 | p99 | max | connect time (s) |", "|---|---|---|---|---|---|"]
         for name, v in r["realtime"].items():
