@@ -2,13 +2,13 @@
 """The benchmark harness (run it with `bench/run`; `bench/run --quick` only proves it works).
 
 Starts, pinned to CPU 1, the bare axum baseline (`bt-baseline`), `bullet-train serve` on SQLite and
-on PostgreSQL (the same installation, copied), and Unleash Edge in offline mode; drives them from CPU 0 with wrk (throughput at
-saturation, closed loop) and oha (latency at a fixed rate: 50% of the baseline's throughput, with
-coordinated-omission correction); measures real-time propagation to 1, 1,000 and 10,000 event
-streams and across two replicas with `bt-fanout`; samples RSS from /proc. Every figure is reported
-as an absolute number and as a ratio to the baseline measured in the same run; throughput and
-latency are medians of repeated runs, interleaved across the baseline and both backends so drift
-affects them alike.
+on PostgreSQL (the same installation, copied), and Unleash Edge in offline mode; drives them from
+CPU 0 with wrk (throughput at saturation, closed loop) and oha (latency at a fixed rate: 50% of the
+baseline's throughput, with coordinated-omission correction); measures real-time propagation to 1,
+1,000 and 10,000 event streams and across two replicas with `bt-fanout`; samples RSS from /proc.
+Every figure is reported as an absolute number and as a ratio to the baseline measured in the same
+run; throughput and latency are medians of repeated runs, interleaved across the baseline and both
+backends so drift affects them alike.
 """
 
 import argparse
@@ -178,6 +178,15 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def latency_summary(rate, runs):
+    """The medians of oha runs at `rate`, with every run's p99."""
+    return {"rate_rps": rate,
+            "p50_ms": median([r["p50_ms"] for r in runs]),
+            "p99_ms": median([r["p99_ms"] for r in runs]),
+            "achieved_rps": median([r["achieved_rps"] for r in runs]),
+            "p99_runs_ms": [round(r["p99_ms"], 3) for r in runs]}
+
+
 def cpu_model():
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -305,9 +314,9 @@ class Bench:
                 self.results["throughput"].setdefault(wname, {})[name] = {
                     "median_rps": median(values), "runs": values}
 
-    def latency(self, targets, workloads, baseline_name="baseline"):
+    def latency(self, targets, workloads):
         for w in (w for w in workloads if w.latency):
-            base_rps = self.results["throughput"][w.name][baseline_name]["median_rps"]
+            base_rps = self.results["throughput"][w.name]["baseline"]["median_rps"]
             rate = base_rps / 2
             # Interleaved across targets, as for throughput.
             runs_by_target = {name: [] for name in targets}
@@ -317,11 +326,7 @@ class Bench:
                 for name, base in targets.items():
                     runs_by_target[name].append(oha(base, w, rate, self.latency_seconds, self.work))
             for name, runs in runs_by_target.items():
-                result = {"rate_rps": rate,
-                          "p50_ms": median([r["p50_ms"] for r in runs]),
-                          "p99_ms": median([r["p99_ms"] for r in runs]),
-                          "achieved_rps": median([r["achieved_rps"] for r in runs]),
-                          "p99_runs_ms": [round(r["p99_ms"], 3) for r in runs]}
+                result = latency_summary(rate, runs)
                 self.results["latency"].setdefault(w.name, {})[name] = result
                 log(f"{w.name:22} {name:10} at {rate:8.0f} rps: p50 {result['p50_ms']:.3f} ms, "
                     f"p99 {result['p99_ms']:.3f} ms")
@@ -457,11 +462,7 @@ class Bench:
             rate = self.results["throughput"][wname]["baseline"]["median_rps"] / 2
             runs = [oha(base, workload, rate, self.latency_seconds, self.work)
                     for _ in range(self.latency_reps)]
-            self.results["latency"][wname]["unleash-edge"] = {
-                "rate_rps": rate, "p50_ms": median([r["p50_ms"] for r in runs]),
-                "p99_ms": median([r["p99_ms"] for r in runs]),
-                "achieved_rps": median([r["achieved_rps"] for r in runs]),
-                "p99_runs_ms": [round(r["p99_ms"], 3) for r in runs]}
+            self.results["latency"][wname]["unleash-edge"] = latency_summary(rate, runs)
             self.results["rss_mib"][f"unleash-edge peak under load ({wname} data)"] = proc.peak()
             proc.stop()
 

@@ -116,7 +116,7 @@ pub(crate) struct EnvSnapshot {
 }
 
 /// Bytes holding exactly `body` (a serializer's buffer has up to twice the room it needs).
-fn frozen(body: impl Into<Vec<u8>>) -> Bytes {
+pub(crate) fn frozen(body: impl Into<Vec<u8>>) -> Bytes {
     let mut body = body.into();
     body.shrink_to_fit();
     Bytes::from(body)

@@ -123,6 +123,7 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// which folds the write-ahead log into the database file: a stopped server's database is one
     /// file.
     async fn close(&self);
+
     /// Every environment's id and revision: what a replica compares to find what it missed.
     async fn revisions(&self) -> Result<Vec<(Id, i64)>>;
 

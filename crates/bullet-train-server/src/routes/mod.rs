@@ -17,6 +17,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::Limits;
 use crate::error::ApiError;
+use crate::snapshot::frozen;
 use crate::state::AppState;
 
 mod admin;
@@ -68,7 +69,8 @@ impl utoipa::Modify for SecuritySchemes {
 /// The router with every route, layered with limits, CORS for the SDK routes, panic recovery and
 /// tracing, and the OpenAPI document built from the same routes.
 pub(crate) fn router(state: AppState) -> Router {
-    let (api_routes, _) = documented_routes(state.limits);
+    let limits = state.limits;
+    let (api_routes, _) = documented_routes(limits);
     // The document is built again, and serialised, on its first request: most servers never serve
     // it, and kept as a tree it would be the largest part of an idle server's heap (about 2.5 MB
     // of small allocations, against about 100 KB of JSON).
@@ -77,10 +79,7 @@ pub(crate) fn router(state: AppState) -> Router {
         "/api/v1/openapi.json",
         get(move || {
             let body = document
-                .get_or_init(|| {
-                    let (_, api) = documented_routes(Limits::default());
-                    axum::body::Bytes::copy_from_slice(api.to_json().unwrap_or_default().as_bytes())
-                })
+                .get_or_init(|| frozen(documented_routes(limits).1.to_json().unwrap_or_default()))
                 .clone();
             async move { json_bytes(StatusCode::OK, body) }
         }),

@@ -197,6 +197,25 @@ pub(crate) fn rich_document() -> Value {
 
 pub(crate) const RICH_KEY: &str = "CompatEnvironmentKey01";
 
+/// A server holding the rich document, and a server-side key of its environment.
+pub(crate) async fn rich_app() -> (TestApp, String) {
+    let app = TestApp::empty().await;
+    app.import(&rich_document()).await;
+    let server_key = app.server_key(RICH_KEY).await;
+    (app, server_key)
+}
+
+/// The rich environment exported into a file, as offline modes read it.
+pub(crate) async fn exported_rich_document(app: &TestApp) -> PathBuf {
+    let path = app.dir.path().join("environment.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(&app.export(RICH_KEY).await).unwrap(),
+    )
+    .unwrap();
+    path
+}
+
 #[tokio::test]
 async fn bullet_train_1_0_5_runs_the_seed_example() {
     let app = TestApp::sample().await;
@@ -211,9 +230,7 @@ async fn flagsmith_sdk_remote_evaluation() {
 
 #[tokio::test]
 async fn flagsmith_sdk_local_evaluation_agrees_with_the_server() {
-    let app = TestApp::empty().await;
-    app.import(&rich_document()).await;
-    let server = app.server_key(RICH_KEY).await;
+    let (app, server) = rich_app().await;
     run(
         &app,
         "flagsmith_sdk.py",
@@ -225,11 +242,8 @@ async fn flagsmith_sdk_local_evaluation_agrees_with_the_server() {
 
 #[tokio::test]
 async fn flagsmith_sdk_offline_mode_from_an_exported_document() {
-    let app = TestApp::empty().await;
-    app.import(&rich_document()).await;
-    let exported = app.export(RICH_KEY).await;
-    let path = app.dir.path().join("environment.json");
-    std::fs::write(&path, serde_json::to_vec(&exported).unwrap()).unwrap();
+    let (app, _) = rich_app().await;
+    let path = exported_rich_document(&app).await;
     run(
         &app,
         "flagsmith_sdk.py",
@@ -244,15 +258,12 @@ async fn flagsmith_sdk_offline_mode_from_an_exported_document() {
 
 #[tokio::test]
 async fn flagsmith_sdk_realtime_updates_arrive_through_the_stream() {
-    let app = TestApp::empty().await;
-    let document = rich_document();
-    app.import(&document).await;
-    let server = app.server_key(RICH_KEY).await;
+    let (app, server) = rich_app().await;
     let mut command = command(
         &app,
         "flagsmith_sdk.py",
         &[("BT_KEY", RICH_KEY), ("BT_SERVER_KEY", &server)],
     );
     command.arg("realtime");
-    realtime_check(&app, command, document, "Hello again").await;
+    realtime_check(&app, command, rich_document(), "Hello again").await;
 }

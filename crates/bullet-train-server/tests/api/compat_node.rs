@@ -11,8 +11,10 @@ use serde_json::json;
 use tokio::process::Command;
 
 use crate::analytics::counts;
-use crate::compat::{RICH_KEY, realtime_check, rich_document, run_check, script};
-use crate::helpers::{KEY, TestApp, sample, workspace_dir};
+use crate::compat::{
+    RICH_KEY, exported_rich_document, realtime_check, rich_app, run_check, script,
+};
+use crate::helpers::{KEY, TestApp, sample, traits_of, workspace_dir};
 
 fn node_modules() -> PathBuf {
     let path = workspace_dir().join("target/compat-node/node_modules");
@@ -68,18 +70,13 @@ async fn bullet_train_client_sets_bulk_sets_and_increments_traits() {
         .get_json("/api/v1/identities/?identifier=browser-user", KEY)
         .await;
     assert_eq!(status, 200);
-    let traits: std::collections::BTreeMap<_, _> = identity["traits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| (t["trait_key"].as_str().unwrap(), t["trait_value"].clone()))
-        .collect();
+    let traits: std::collections::BTreeMap<_, _> = traits_of(&identity).into_iter().collect();
     assert_eq!(
         traits,
         [
-            ("accept-cookies", json!("true")),
-            ("logins", json!(50)),
-            ("plan", json!("free"))
+            ("accept-cookies".to_owned(), json!("true")),
+            ("logins".to_owned(), json!(50)),
+            ("plan".to_owned(), json!("free"))
         ]
         .into()
     );
@@ -99,9 +96,7 @@ async fn flagsmith_nodejs_remote_evaluation() {
 
 #[tokio::test]
 async fn flagsmith_nodejs_local_evaluation_agrees_with_the_server() {
-    let app = TestApp::empty().await;
-    app.import(&rich_document()).await;
-    let server = app.server_key(RICH_KEY).await;
+    let (app, server) = rich_app().await;
     run(
         &app,
         "flagsmith_nodejs.cjs",
@@ -113,14 +108,8 @@ async fn flagsmith_nodejs_local_evaluation_agrees_with_the_server() {
 
 #[tokio::test]
 async fn flagsmith_nodejs_offline_mode_from_an_exported_document() {
-    let app = TestApp::empty().await;
-    app.import(&rich_document()).await;
-    let path = app.dir.path().join("environment.json");
-    std::fs::write(
-        &path,
-        serde_json::to_vec(&app.export(RICH_KEY).await).unwrap(),
-    )
-    .unwrap();
+    let (app, _) = rich_app().await;
+    let path = exported_rich_document(&app).await;
     run(
         &app,
         "flagsmith_nodejs.cjs",

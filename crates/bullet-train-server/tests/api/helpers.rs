@@ -215,6 +215,21 @@ pub(crate) async fn admin_ok(
     value
 }
 
+/// `(trait_key, trait_value)` of an identity answer's traits, in its order.
+pub(crate) fn traits_of(identity: &Value) -> Vec<(String, Value)> {
+    identity["traits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["trait_key"].as_str().unwrap().to_owned(),
+                t["trait_value"].clone(),
+            )
+        })
+        .collect()
+}
+
 /// `name -> (enabled, value)` of a flags array.
 pub(crate) fn flag_map(flags: &Value) -> std::collections::BTreeMap<String, (bool, Value)> {
     flags

@@ -4,21 +4,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{KEY, TestApp, flag_map, sample};
-
-fn traits_of(identity: &Value) -> Vec<(String, Value)> {
-    identity["traits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["trait_key"].as_str().unwrap().to_owned(),
-                t["trait_value"].clone(),
-            )
-        })
-        .collect()
-}
+use crate::helpers::{KEY, TestApp, flag_map, sample, traits_of};
 
 #[tokio::test]
 async fn get_creates_the_identity_and_evaluates_its_overrides() {
