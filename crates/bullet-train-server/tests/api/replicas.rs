@@ -414,17 +414,8 @@ async fn concurrent_trait_writes_through_two_replicas_lose_nothing() {
             .get_json(&format!("/api/v1/identities/?identifier={identifier}"), KEY)
             .await;
         assert_eq!(status, 200);
-        let traits: std::collections::HashMap<String, Value> = identity["traits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| {
-                (
-                    t["trait_key"].as_str().unwrap().to_owned(),
-                    t["trait_value"].clone(),
-                )
-            })
-            .collect();
+        let traits: std::collections::HashMap<String, Value> =
+            crate::helpers::traits_of(&identity).into_iter().collect();
         for writer in 0..WRITERS {
             let last = (0..ROUNDS)
                 .filter(|round| IDENTITIES[(writer + round) % IDENTITIES.len()] == identifier)

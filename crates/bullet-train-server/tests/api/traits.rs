@@ -9,17 +9,7 @@ async fn traits_of(app: &TestApp, identifier: &str) -> Vec<(String, Value)> {
     let (_, identity) = app
         .get_json(&format!("/api/v1/identities/?identifier={identifier}"), KEY)
         .await;
-    identity["traits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| {
-            (
-                t["trait_key"].as_str().unwrap().to_owned(),
-                t["trait_value"].clone(),
-            )
-        })
-        .collect()
+    crate::helpers::traits_of(&identity)
 }
 
 #[tokio::test]
