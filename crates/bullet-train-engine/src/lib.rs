@@ -14,11 +14,16 @@
 //!
 //! - No IO, no tasks, no clock, no environment variables: evaluation is a pure function of the snapshot
 //!   and the identity.
-//! - Nothing here can fail or panic on any input. A rule that cannot be compiled never matches and is
-//!   reported by [`Snapshot::warnings`]; the rest of the environment evaluates normally.
+//! - Nothing here can fail or panic on any input. A segment with a rule that cannot be compiled (an
+//!   invalid or unsupported regex, an unknown operator or rule type, a MODULO by zero, an IN without
+//!   a value) never matches and is reported by [`Snapshot::warnings`]; the rest of the environment
+//!   evaluates normally. (Read as a false condition instead, a broken condition would make a NONE
+//!   rule match everyone.)
 //! - Regexes use the linear-time `regex` crate, so no pattern can stall an evaluation. Python-only
 //!   constructs (lookaround, backreferences, conditional groups, atomic groups and possessive
-//!   quantifiers) are rejected at compile time: such a condition never matches, with a warning.
+//!   quantifiers) are rejected at compile time, and so are patterns the `regex` crate cannot parse
+//!   although Python can (such as a literal `{` in `a{`): such a segment never matches, with a
+//!   warning. Patterns valid only for the `regex` crate (`\pL` classes, for example) are accepted.
 //! - JSONPaths that are not one of the direct forms (`$.identity.identifier`, `$.identity.key`,
 //!   `$.identity.traits.<name>`, `$.environment.key|name`) are evaluated over a context holding
 //!   `environment` and `identity` only.

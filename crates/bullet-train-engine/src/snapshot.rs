@@ -1,9 +1,9 @@
 //! The compiled snapshot: an environment's features, segments and identity overrides, compiled once
 //! from a v2 evaluation context or from an environment document, immutable afterwards.
 //!
-//! Compilation never fails. A part that cannot be compiled (an invalid regex, an unknown operator or
-//! rule type, a non-numeric PERCENTAGE_SPLIT or MODULO operand) becomes "never matches" and is
-//! reported as a [`Warning`]; every other part of the environment is unaffected.
+//! Compilation never fails. A segment with a part that cannot be compiled (an invalid regex, an
+//! unknown operator or rule type, a non-numeric PERCENTAGE_SPLIT, a MODULO by zero) never matches
+//! and is reported as a [`Warning`]; every other part of the environment is unaffected.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -80,7 +80,7 @@ pub(crate) enum Quantifier {
     All,
     Any,
     None,
-    /// Unknown rule type: a non-empty group never matches.
+    /// Unknown rule type. Never evaluated: its segment is compiled without rules.
     Invalid,
 }
 
@@ -525,16 +525,25 @@ impl Builder {
         }
     }
 
+    /// Compiles a segment's rules. If any part of them cannot be compiled (an invalid regex, an
+    /// unknown operator or rule type, a MODULO by zero), the segment gets no rules, so it never
+    /// matches: a broken condition read as false would make a NONE rule match everyone.
     fn compile_rules<R>(
         &mut self,
         segment: &str,
         rules: &[R],
         view: fn(&R) -> RuleView<'_>,
     ) -> Vec<Rule> {
-        rules
+        let warnings = self.warnings.len();
+        let compiled: Vec<Rule> = rules
             .iter()
             .map(|r| self.compile_rule(segment, &view(r)))
-            .collect()
+            .collect();
+        if self.warnings.len() == warnings {
+            compiled
+        } else {
+            Vec::new()
+        }
     }
 
     fn compile_rule(&mut self, segment: &str, rule: &RuleView<'_>) -> Rule {
@@ -620,6 +629,12 @@ impl Builder {
 
     fn compile_regex(&mut self, segment: &str, pattern: &str) -> Op {
         let translated = translate_python_regex(pattern);
+        // The pattern must parse on its own: an unbalanced `)` would otherwise close the anchoring
+        // group early (`x)|(y` would become `\A(?:x)|(y)`, whose second branch is unanchored).
+        if let Err(e) = regex_syntax::ast::parse::Parser::new().parse(&translated) {
+            self.warn(segment, format!("REGEX {pattern:?} is not valid: {e}"));
+            return Op::Never;
+        }
         match RegexBuilder::new(&format!(r"\A(?:{translated})"))
             .size_limit(REGEX_SIZE_LIMIT)
             .dfa_size_limit(REGEX_SIZE_LIMIT)

@@ -180,6 +180,59 @@ fn unsupported_or_invalid_regexes_never_match_and_warn() {
 }
 
 #[test]
+fn an_unbalanced_parenthesis_cannot_escape_the_start_anchor() {
+    // Spliced into `\A(?:...)` unchecked, `x)|(y` would match any text containing a "y".
+    let pattern = "x)|(y";
+    let snapshot = Snapshot::from_context(&segment_context(json!([{"type": "ALL", "conditions": [
+            cond("t", "REGEX", pattern)]}])));
+    assert_eq!(snapshot.warnings().len(), 1);
+    assert!(!in_segment(cond("t", "REGEX", pattern), json!({"t": "zy"})));
+    assert!(!in_segment(cond("t", "REGEX", pattern), json!({"t": "x"})));
+}
+
+/// Whether a segment made of one rule matches an identity with trait `t` = "a".
+fn rule_matches_anyone(rule: serde_json::Value) -> (bool, usize) {
+    let snapshot = Snapshot::from_context(&segment_context(json!([rule])));
+    let a = Value::from("a");
+    let traits = [("t", &a)];
+    let identity = Identity::new("u").with_traits(&traits);
+    let matched = snapshot.evaluate(Some(&identity)).segment_names().count() == 1;
+    (matched, snapshot.warnings().len())
+}
+
+#[test]
+fn a_segment_with_a_rule_that_cannot_compile_never_matches() {
+    // Read as a false condition, each of these would make its NONE rule (and so the segment) match
+    // every identity. The whole segment is disabled instead, with a warning.
+    for broken in [
+        cond("t", "REGEX", "(unclosed"),
+        cond("t", "REGEX", "(?=a)a"),
+        cond("t", "MODULO", "0|0"),
+        cond("t", "STARTS_WITH", "z"),
+        json!({"property": "t", "operator": "IN", "value": null}),
+    ] {
+        let rule = json!({"type": "NONE", "conditions": [broken]});
+        assert_eq!(rule_matches_anyone(rule.clone()), (false, 1), "{rule}");
+        // Nested under a matching rule, it disables the segment just the same.
+        let nested = json!({"type": "ALL", "conditions": [cond("t", "EQUAL", "a")],
+            "rules": [rule]});
+        assert_eq!(rule_matches_anyone(nested.clone()), (false, 1), "{nested}");
+    }
+    // An unknown rule type with nothing in it would otherwise be vacuously true.
+    assert_eq!(rule_matches_anyone(json!({"type": "SOME"})), (false, 1));
+    // A well-formed NONE rule still matches: the guard only applies to broken segments.
+    assert_eq!(
+        rule_matches_anyone(json!({"type": "NONE", "conditions": [cond("t", "EQUAL", "b")]})),
+        (true, 0)
+    );
+    // A malformed MODULO operand is ordinary data for the reference engine: just a false condition.
+    assert_eq!(
+        rule_matches_anyone(json!({"type": "NONE", "conditions": [cond("t", "MODULO", "x|y")]})),
+        (true, 0)
+    );
+}
+
+#[test]
 fn pathological_regex_evaluates_in_linear_time() {
     // Catastrophic for a backtracking engine; linear here, so this returns.
     let subject = format!("{}!", "a".repeat(50_000));

@@ -36,7 +36,11 @@ fn feature_enabled_for_does_not_allocate_in_local_mode() {
     // Warm up (lazy statics, thread-locals).
     call("max_items", "warm-up");
 
-    let _profiler = dhat::Profiler::builder().testing().build();
+    // The profiler writes its report when dropped: into the target directory, not the source tree.
+    let _profiler = dhat::Profiler::builder()
+        .testing()
+        .file_name(concat!(env!("CARGO_TARGET_TMPDIR"), "/dhat-heap.json"))
+        .build();
     let before = dhat::HeapStats::get();
     let users: Vec<String> = (0..100).map(|i| format!("user-{i}")).collect();
     let setup = dhat::HeapStats::get();
