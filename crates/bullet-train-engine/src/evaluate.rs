@@ -290,8 +290,19 @@ impl Snapshot {
         }
     }
 
+    /// The environment default of the one feature named `name` (no identity, no segments), as in
+    /// [`Snapshot::environment_flags`]. `None` when there is no such feature (or it is disabled and
+    /// hidden).
+    pub fn environment_flag(&self, name: &str) -> Option<Flag<'_>> {
+        let fi = *self.feature_index.get(name)? as usize;
+        let flag = self.state_flag(fi, &self.features[fi], None, None);
+        self.shows(&flag).then_some(flag)
+    }
+
     /// Evaluates the one feature named `name` for `identity`, evaluating only the segments that
-    /// override it. `None` when there is no such feature (or it is disabled and hidden).
+    /// override it (with no identity, segments are still evaluated, as in a v2 evaluation context
+    /// without one; SDK environment flags use [`Snapshot::environment_flag`]). `None` when there is
+    /// no such feature (or it is disabled and hidden).
     pub fn evaluate_feature<'a>(
         &'a self,
         name: &str,

@@ -58,6 +58,12 @@ impl std::fmt::Debug for BulletTrain {
 
 impl BulletTrain {
     /// A remote-evaluation client of the environment `environment_key`.
+    ///
+    /// ```
+    /// let bt = bullet_train::blocking::BulletTrain::new("<YOUR_ENVIRONMENT_KEY>")?;
+    /// assert_eq!(bt.mode(), bullet_train::Mode::Remote);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn new(environment_key: impl Into<String>) -> Result<BulletTrain, Error> {
         crate::BulletTrain::builder(environment_key).build_blocking()
     }
@@ -99,66 +105,184 @@ impl BulletTrain {
     }
 
     /// The async client inside, for code that has both worlds.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let async_client: &bullet_train::BulletTrain = bt.client();
+    /// assert_eq!(async_client.mode(), bt.mode());
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn client(&self) -> &crate::BulletTrain {
         &self.client
     }
 
     /// See [`crate::BulletTrain::mode`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert_eq!(bt.mode(), bullet_train::Mode::Offline);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.client.mode()
     }
 
+    /// See [`crate::BulletTrain::api_url`].
+    ///
+    /// ```
+    /// let bt = bullet_train::blocking::BulletTrain::builder("key").api("https://flags.example.com").build_blocking()?;
+    /// assert_eq!(bt.api_url(), Some("https://flags.example.com/api/v1/"));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
+    pub fn api_url(&self) -> Option<&str> {
+        self.client.api_url()
+    }
+
+    /// See [`crate::BulletTrain::environment_updated_at`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert_eq!(bt.environment_updated_at(), Some(1_767_225_600.0)); // 2026-01-01T00:00:00Z
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
+    pub fn environment_updated_at(&self) -> Option<f64> {
+        self.client.environment_updated_at()
+    }
+
     /// See [`crate::BulletTrain::is_ready`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert!(bt.is_ready());
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.client.is_ready()
     }
 
     /// See [`crate::BulletTrain::wait_until_ready`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// bt.wait_until_ready(std::time::Duration::from_secs(5))?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn wait_until_ready(&self, timeout: Duration) -> Result<(), Error> {
         self.block_on(self.client.wait_until_ready(timeout))
     }
 
     /// See [`crate::BulletTrain::updates`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let updates = bt.updates();
+    /// println!("document changes seen: {}", *updates.borrow());
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn updates(&self) -> watch::Receiver<u64> {
         self.client.updates()
     }
 
     /// See [`crate::BulletTrain::refresh`].
+    ///
+    /// ```no_run
+    /// # let bt = bullet_train::blocking::BulletTrain::new("<YOUR_ENVIRONMENT_KEY>")?;
+    /// // Fetches the environment document now (local mode); true when it changed.
+    /// let changed = bt.refresh()?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn refresh(&self) -> Result<bool, Error> {
         self.block_on(self.client.refresh())
     }
 
     /// See [`crate::BulletTrain::flush_analytics`].
+    ///
+    /// ```no_run
+    /// # let bt = bullet_train::blocking::BulletTrain::new("<YOUR_ENVIRONMENT_KEY>")?;
+    /// bt.flush_analytics()?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn flush_analytics(&self) -> Result<(), Error> {
         self.block_on(self.client.flush_analytics())
     }
 
     /// See [`crate::BulletTrain::has_feature`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert!(bt.has_feature("header")?);
+    /// assert!(!bt.has_feature("no_such_feature")?);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn has_feature(&self, key: &str) -> Result<bool, Error> {
         self.block_on(self.client.has_feature(key))
     }
 
     /// See [`crate::BulletTrain::feature_enabled`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert_eq!(bt.feature_enabled("header")?, Some(true));
+    /// assert_eq!(bt.feature_enabled("no_such_feature")?, None);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn feature_enabled(&self, key: &str) -> Result<Option<bool>, Error> {
         self.block_on(self.client.feature_enabled(key))
     }
 
     /// See [`crate::BulletTrain::feature_enabled_for`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// // An identity override turns dark mode on for Ben only.
+    /// assert_eq!(bt.feature_enabled_for("dark_mode", "ben@bullet-train.io")?, Some(true));
+    /// assert_eq!(bt.feature_enabled_for("dark_mode", "1234")?, Some(false));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn feature_enabled_for(&self, key: &str, user_id: &str) -> Result<Option<bool>, Error> {
         self.block_on(self.client.feature_enabled_for(key, user_id))
     }
 
     /// See [`crate::BulletTrain::get_value`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert_eq!(bt.get_value("font_size")?, Some(bullet_train::Value::Int(12)));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_value(&self, key: &str) -> Result<Option<Value>, Error> {
         self.block_on(self.client.get_value(key))
     }
 
     /// See [`crate::BulletTrain::get_value_for`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert_eq!(bt.get_value_for("dark_mode", "ben@bullet-train.io")?, Some("midnight".into()));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_value_for(&self, key: &str, user_id: &str) -> Result<Option<Value>, Error> {
         self.block_on(self.client.get_value_for(key, user_id))
     }
 
     /// See [`crate::BulletTrain::set_trait`].
+    ///
+    /// ```no_run
+    /// # let bt = bullet_train::blocking::BulletTrain::new("<YOUR_ENVIRONMENT_KEY>")?;
+    /// bt.set_trait("accept-cookies", true, "ben@bullet-train.io")?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn set_trait(
         &self,
         key: &str,
@@ -169,21 +293,52 @@ impl BulletTrain {
     }
 
     /// See [`crate::BulletTrain::get_trait`].
+    ///
+    /// ```no_run
+    /// # let bt = bullet_train::blocking::BulletTrain::new("<YOUR_ENVIRONMENT_KEY>")?;
+    /// let accepted = bt.get_trait("accept-cookies", "ben@bullet-train.io")?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_trait(&self, key: &str, user_id: &str) -> Result<Option<Value>, Error> {
         self.block_on(self.client.get_trait(key, user_id))
     }
 
     /// See [`crate::BulletTrain::get_flags`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_flags()?;
+    /// assert!(flags.iter().any(|f| f.name() == "header" && f.enabled));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_flags(&self) -> Result<Vec<Flag>, Error> {
         self.block_on(self.client.get_flags())
     }
 
     /// See [`crate::BulletTrain::get_flags_for_user`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_flags_for_user("ben@bullet-train.io")?;
+    /// assert!(flags.iter().any(|f| f.name() == "dark_mode" && f.enabled));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_flags_for_user(&self, user_id: &str) -> Result<Vec<Flag>, Error> {
         self.block_on(self.client.get_flags_for_user(user_id))
     }
 
     /// See [`crate::BulletTrain::get_identity_flags`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// use bullet_train::Trait;
+    /// let flags = bt.get_identity_flags("1234", &[Trait::new("plan", "pro")])?;
+    /// println!("{:?}", flags.get_feature_value("font_size"));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_identity_flags(
         &self,
         identifier: &str,
@@ -193,6 +348,15 @@ impl BulletTrain {
     }
 
     /// See [`crate::BulletTrain::get_transient_identity_flags`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// use bullet_train::Trait;
+    /// let flags = bt.get_transient_identity_flags("visitor", &[Trait::new("plan", "free")])?;
+    /// assert_eq!(flags.is_feature_enabled("header"), Some(true));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_transient_identity_flags(
         &self,
         identifier: &str,
@@ -202,6 +366,13 @@ impl BulletTrain {
     }
 
     /// Sends pending analytics and stops the background tasks; also done on drop.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// bt.close()?;
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn close(&self) -> Result<(), Error> {
         self.block_on(self.client.close())
     }

@@ -136,6 +136,10 @@ impl Shared {
         if let Some(state) = &*self.local.load() {
             state.drain_counts(analytics);
         }
+        // What a remote client answered from its offline document while the server was away.
+        if let Some(state) = &self.fallback {
+            state.drain_counts(analytics);
+        }
     }
 
     /// The environment to evaluate locally, waiting for the first fetch if it has not been tried.
@@ -272,6 +276,17 @@ impl BulletTrain {
 
     /// A builder for a client of the environment with key `environment_key` (a client key, or a
     /// server-side `ser.` key, which local evaluation needs).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let bt = bullet_train::BulletTrain::builder("key")
+    ///     .api("https://flags.example.com/api/v1/")
+    ///     .request_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// assert_eq!(bt.api_url(), Some("https://flags.example.com/api/v1/"));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn builder(environment_key: impl Into<String>) -> Builder {
         Builder::new(environment_key)
     }
@@ -373,6 +388,16 @@ impl BulletTrain {
     }
 
     /// Where answers come from.
+    ///
+    /// ```
+    /// use bullet_train::{BulletTrain, Mode};
+    ///
+    /// assert_eq!(BulletTrain::new("key")?.mode(), Mode::Remote);
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// let offline = BulletTrain::builder("key").offline_mode(true).offline_document(document).build()?;
+    /// assert_eq!(offline.mode(), Mode::Offline);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn mode(&self) -> Mode {
         self.shared().mode
     }
@@ -787,8 +812,13 @@ impl BulletTrain {
         let count = !probe;
         let shared = self.shared();
         let evaluate_locally = |state: &LocalState| {
-            let identity = user.map(Identity::new);
-            let flag = state.snapshot.evaluate_feature(key, identity.as_ref())?;
+            // Without a user these are environment flags: defaults, no segments (as `flags/`).
+            let flag = match user {
+                Some(user) => state
+                    .snapshot
+                    .evaluate_feature(key, Some(&Identity::new(user)))?,
+                None => state.snapshot.environment_flag(key)?,
+            };
             if count && shared.analytics.is_some() {
                 state.count(flag.feature_position);
             }
@@ -855,8 +885,12 @@ impl BulletTrain {
         let local = |state: &LocalState| {
             let pairs: Vec<(&str, &Value)> =
                 traits.iter().map(|t| (t.key.as_str(), &t.value)).collect();
-            let identity = identifier.map(|i| Identity::new(i).with_traits(&pairs));
-            let flag = state.snapshot.evaluate_feature(key, identity.as_ref())?;
+            let flag = match identifier {
+                Some(identifier) => state
+                    .snapshot
+                    .evaluate_feature(key, Some(&Identity::new(identifier).with_traits(&pairs)))?,
+                None => state.snapshot.environment_flag(key)?,
+            };
             if shared.analytics.is_some() {
                 state.count(flag.feature_position);
             }
@@ -871,7 +905,7 @@ impl BulletTrain {
                         .iter()
                         .map(|t| Trait::transient(t.key.clone(), t.value.clone()))
                         .collect();
-                    self.identify(identifier, &transient, false)
+                    self.identify(identifier, &transient, true)
                         .await
                         .map(|flags| flags.flags.into_iter().find(|f| f.feature.name == key))
                 }

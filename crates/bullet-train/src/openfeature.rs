@@ -3,8 +3,9 @@
 //!
 //! - The evaluation context's targeting key is the identity; its custom fields are the identity's
 //!   traits (booleans, integers, floats and strings as they are, date-times as RFC 3339 strings;
-//!   structures are skipped). Remotely they are sent as transient traits, so resolving a flag never
-//!   stores anything. Without a targeting key the environment's flags answer.
+//!   structures are skipped). Remotely they are sent as the traits of a transient identity, so
+//!   resolving a flag never stores anything (an existing identity's stored traits and overrides
+//!   still apply). Without a targeting key the environment's flags answer.
 //! - Booleans resolve to whether the flag is **enabled** (Flagsmith's convention), or to its
 //!   boolean value with [`BulletTrainProvider::use_boolean_config_value`].
 //! - Integers, floats, strings and structures resolve to the flag's **value**: integers from
@@ -52,6 +53,15 @@ use open_feature::{
 use crate::{BulletTrain, Error, Flag, Mode, Reason, Trait, Value};
 
 /// The OpenFeature provider. Build it from a configured client.
+///
+/// ```
+/// use bullet_train::openfeature::BulletTrainProvider;
+/// use open_feature::provider::FeatureProvider;
+///
+/// let provider = BulletTrainProvider::new(bullet_train::BulletTrain::new("key")?);
+/// assert_eq!(provider.metadata().name, "bullet-train");
+/// # Ok::<(), bullet_train::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct BulletTrainProvider {
     client: BulletTrain,

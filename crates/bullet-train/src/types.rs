@@ -306,6 +306,16 @@ impl fmt::Debug for IdentityFlags {
 
 impl IdentityFlags {
     /// The flag of feature `name` (exact name), or the default flag handler's, or `None`.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_identity_flags("ben@bullet-train.io", &[bullet_train::Trait::new("plan", "pro")])?;
+    /// let flag = flags.get_flag("dark_mode").unwrap();
+    /// assert!(flag.enabled);
+    /// assert!(flags.get_flag("no_such_feature").is_none());
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_flag(&self, name: &str) -> Option<Flag> {
         match self.flags.iter().find(|f| f.feature.name == name) {
             Some(flag) => {
@@ -323,16 +333,40 @@ impl IdentityFlags {
     }
 
     /// Whether feature `name` is enabled for the identity; `None` when there is no such feature.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_identity_flags("ben@bullet-train.io", &[bullet_train::Trait::new("plan", "pro")])?;
+    /// assert_eq!(flags.is_feature_enabled("dark_mode"), Some(true));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn is_feature_enabled(&self, name: &str) -> Option<bool> {
         self.get_flag(name).map(|f| f.enabled)
     }
 
     /// The value of feature `name` for the identity; `None` when there is no such feature.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_identity_flags("ben@bullet-train.io", &[bullet_train::Trait::new("plan", "pro")])?;
+    /// assert_eq!(flags.get_feature_value("dark_mode"), Some("midnight".into()));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_feature_value(&self, name: &str) -> Option<Value> {
         self.get_flag(name).map(|f| f.feature_state_value)
     }
 
     /// The value of trait `key`, if the identity has it.
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// let flags = bt.get_identity_flags("ben@bullet-train.io", &[bullet_train::Trait::new("plan", "pro")])?;
+    /// assert_eq!(flags.get_trait("plan"), Some(&"pro".into()));
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
     pub fn get_trait(&self, key: &str) -> Option<&Value> {
         self.traits.iter().find(|t| t.key == key).map(|t| &t.value)
     }

@@ -86,3 +86,25 @@ async fn counts_survive_a_failed_flush() {
     bt.flush_analytics().await.unwrap();
     assert_eq!(server.evaluations("header").await, 2);
 }
+
+#[tokio::test]
+async fn answers_from_the_offline_fallback_are_counted_once_the_server_is_back() {
+    let server = TestServer::sample().await;
+    let document = serde_json::from_value(server.export(KEY).await).unwrap();
+    let bt = server
+        .builder(KEY)
+        .retries(0)
+        .offline_document(document)
+        .analytics(true)
+        .analytics_interval(NEVER)
+        .build()
+        .unwrap();
+    bt.feature_enabled("header").await.unwrap();
+    let stopped = server.stop().await;
+    // Served from the offline document while the server is away.
+    assert_eq!(bt.feature_enabled("header").await.unwrap(), Some(true));
+    assert_eq!(bt.feature_enabled("header").await.unwrap(), Some(true));
+    let server = stopped.restart().await;
+    bt.flush_analytics().await.unwrap();
+    assert_eq!(server.evaluations("header").await, 3);
+}

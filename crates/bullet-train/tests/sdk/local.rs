@@ -297,9 +297,31 @@ async fn local_and_remote_evaluation_agree_for_hundreds_of_identities() {
             })
             .collect()
     };
+    let environment_flags = remote.get_flags().await.unwrap();
     assert_eq!(
-        summary(&remote.get_flags().await.unwrap()),
+        summary(&environment_flags),
         summary(&local.get_flags().await.unwrap())
+    );
+    // Without a user, the single-flag functions read environment flags too: segments (such as
+    // `no_plan`, which holds for anyone without a `plan` trait) only apply to identities.
+    for flag in &environment_flags {
+        let name = flag.name();
+        for client in [&remote, &local] {
+            assert_eq!(
+                client.feature_enabled(name).await.unwrap(),
+                Some(flag.enabled),
+                "{name}"
+            );
+            assert_eq!(
+                client.get_value(name).await.unwrap().as_ref(),
+                Some(flag.value()),
+                "{name}"
+            );
+        }
+    }
+    assert_eq!(
+        local.feature_enabled("feature_10").await.unwrap(),
+        Some(true)
     );
 
     let mut rng = Rng(0x5eed_1234_abcd_ef01);

@@ -53,15 +53,15 @@ async fn typed_resolvers_answer_with_reasons_and_variants() {
             let metadata = size.flag_metadata.unwrap();
             assert!(metadata.values.contains_key("segment"));
         }
-        // Remote context fields are transient: nothing was stored.
-        assert_eq!(
-            provider
-                .client()
-                .get_trait("plan", "of-pro@example.com")
-                .await
-                .unwrap(),
-            None
-        );
+        // Resolving stores nothing: neither the identity nor its context fields.
+        let stored = server
+            .admin(
+                reqwest::Method::GET,
+                &format!("/api/v1/environments/{KEY}/identities/?q=of-pro"),
+                None,
+            )
+            .await;
+        assert_eq!(stored["count"], 0, "{mode:?}: {stored}");
 
         // Floats travel as strings in Flagsmith; numbers parse.
         let items = provider
