@@ -41,6 +41,9 @@ pub(crate) enum ApiError {
     /// 415: the body is not JSON.
     #[error("unsupported media type {0}")]
     UnsupportedMediaType(String),
+    /// 408: the request took longer than the documented limit.
+    #[error("request timed out")]
+    Timeout,
     /// 503: the database cannot be reached; logged.
     #[error("database unavailable")]
     Unavailable(anyhow::Error),
@@ -92,6 +95,10 @@ impl IntoResponse for ApiError {
             ApiError::UnsupportedMediaType(media) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 json!({ "detail": format!("Unsupported media type \"{media}\" in request.") }),
+            ),
+            ApiError::Timeout => (
+                StatusCode::REQUEST_TIMEOUT,
+                json!({ "detail": "Request timed out." }),
             ),
             ApiError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");

@@ -50,6 +50,35 @@ impl FromRequestParts<AppState> for Sdk {
     }
 }
 
+/// Path parameters, rejecting with the JSON error shape: a parameter that is not valid UTF-8 is a
+/// 400; one that does not parse (a non-numeric id) names no object, so 404, as Flagsmith's URL
+/// patterns answer.
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e))
+                if matches!(e.kind(), ErrorKind::InvalidUtf8InPathParam { .. }) =>
+            {
+                Err(ApiError::BadRequest(
+                    "Path parameters must be valid UTF-8.".into(),
+                ))
+            }
+            Err(PathRejection::FailedToDeserializePathParams(_)) => {
+                Err(ApiError::NotFound("Not found."))
+            }
+            Err(e) => Err(ApiError::Internal(anyhow::anyhow!("path parameters: {e}"))),
+        }
+    }
+}
+
 /// The admin token hash the server accepts.
 #[derive(Debug)]
 pub(crate) struct AdminToken {

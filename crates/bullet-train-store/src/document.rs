@@ -22,8 +22,19 @@ pub const MAX_API_KEY_LEN: usize = 100;
 /// Longest accepted feature, segment, project, organisation or environment name.
 pub const MAX_NAME_LEN: usize = 2000;
 
-/// The environment document of stored data.
+/// The environment document of stored data, as SDKs get it: identity overrides are listed only when
+/// the environment's `use_identity_overrides_in_local_eval` is on.
 pub fn to_document(data: &EnvironmentData) -> EnvironmentDocument {
+    document_of(data, data.environment.use_identity_overrides_in_local_eval)
+}
+
+/// The environment document of stored data as an export: every identity override listed whatever
+/// `use_identity_overrides_in_local_eval` says, so importing it elsewhere (or back) loses nothing.
+pub fn to_export(data: &EnvironmentData) -> EnvironmentDocument {
+    document_of(data, true)
+}
+
+fn document_of(data: &EnvironmentData, with_identity_overrides: bool) -> EnvironmentDocument {
     let features: HashMap<Id, &model::Feature> = data.features.iter().map(|f| (f.id, f)).collect();
     let options: HashMap<Id, &model::MultivariateOption> =
         data.options.iter().map(|o| (o.id, o)).collect();
@@ -108,7 +119,7 @@ pub fn to_document(data: &EnvironmentData) -> EnvironmentDocument {
         .collect();
 
     let environment = &data.environment;
-    let identity_overrides = if environment.use_identity_overrides_in_local_eval {
+    let identity_overrides = if with_identity_overrides {
         data.identity_overrides
             .iter()
             .map(|(identity, states)| IdentityOverride {

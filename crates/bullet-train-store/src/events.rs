@@ -42,6 +42,11 @@ pub(crate) fn state_json(state: &FeatureState, ctx: &StateContext<'_>) -> Value 
         })),
         "enabled": state.enabled,
         "feature_state_value": state.value,
+        "multivariate_feature_state_values": state.multivariate.iter().map(|v| json!({
+            "id": v.id,
+            "multivariate_feature_option": v.option_id,
+            "percentage_allocation": v.percentage_allocation,
+        })).collect::<Vec<_>>(),
     })
 }
 

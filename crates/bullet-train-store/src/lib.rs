@@ -43,8 +43,8 @@ pub mod time;
 pub mod transfer;
 
 use model::{
-    Environment, EnvironmentData, Id, IdentityRecord, ImportOutcome, Increment, Micros, ServerKey,
-    TraitChange,
+    Author, Environment, EnvironmentData, Id, IdentityRecord, ImportOutcome, Increment, Micros,
+    ServerKey, TraitChange,
 };
 
 pub use postgres::{Change, ChangeFeed, PgStore};
@@ -146,12 +146,16 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     async fn environment_by_key(&self, api_key: &str) -> Result<Environment>;
     /// Everything an environment's snapshot is built from.
     async fn environment_data(&self, id: Id) -> Result<EnvironmentData>;
+    /// [`Store::environment_data`] with every identity override, whatever the environment's
+    /// `use_identity_overrides_in_local_eval` says: what an export holds.
+    async fn environment_export(&self, id: Id) -> Result<EnvironmentData>;
 
     /// Server-side keys of one environment, or of all environments.
     async fn server_keys(&self, environment_id: Option<Id>) -> Result<Vec<ServerKey>>;
-    /// Stores a new server-side key (its hash only).
+    /// Stores a new server-side key (its hash only), with an audit entry by `author`.
     async fn create_server_key(
         &self,
+        author: &Author,
         environment_id: Id,
         name: &str,
         key_hash: &str,
@@ -161,16 +165,29 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// Renames, (de)activates or changes the expiry of a server-side key.
     async fn update_server_key(
         &self,
+        author: &Author,
         environment_id: Id,
         id: Id,
         update: ServerKeyUpdate,
     ) -> Result<ServerKey>;
     /// Deletes (revokes) a server-side key.
-    async fn delete_server_key(&self, environment_id: Id, id: Id) -> Result<()>;
+    async fn delete_server_key(&self, author: &Author, environment_id: Id, id: Id) -> Result<()>;
 
     /// Creates the environment of a Flagsmith environment document (and its project and organisation
-    /// when new), or replaces its whole content, atomically.
-    async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome>;
+    /// when new), or replaces its whole content, atomically, with an audit entry by `author`.
+    async fn import_document_by(
+        &self,
+        author: &Author,
+        document: &EnvironmentDocument,
+    ) -> Result<ImportOutcome>;
+
+    /// [`Store::import_document_by`] on behalf of the server itself (tools and tests).
+    async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome> {
+        let author = Author {
+            label: "bullet-train".into(),
+        };
+        self.import_document_by(&author, document).await
+    }
 
     /// A number that changes whenever stored identities may have changed, for answers computed
     /// from them to be reused while it stays the same; `None` while a write is in progress or when
@@ -183,6 +200,17 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
         environment_id: Id,
         identifier: &str,
     ) -> Result<Option<IdentityRecord>>;
+    /// An identity as the database holds it now, to decide whether a trait write would change
+    /// anything: from memory when only this process writes the store (SQLite), from the database
+    /// when other replicas do too (PostgreSQL), since skipping a write on a stale copy would lose
+    /// it.
+    async fn identity_for_write(
+        &self,
+        environment_id: Id,
+        identifier: &str,
+    ) -> Result<Option<IdentityRecord>>;
+    /// Whether other processes write this store too (PostgreSQL replicas).
+    fn shared(&self) -> bool;
     /// An identity, created if it does not exist.
     async fn ensure_identity(&self, environment_id: Id, identifier: &str)
     -> Result<IdentityRecord>;

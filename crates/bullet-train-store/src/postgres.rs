@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "identity notifications",
         include_str!("../migrations/postgres/0004_identity_notify.sql"),
     ),
+    (
+        5,
+        "foreign key indexes",
+        include_str!("../migrations/postgres/0005_foreign_key_indexes.sql"),
+    ),
 ];
 
 /// The channel the triggers notify on.
@@ -51,6 +56,10 @@ impl PgStore {
     /// Locks an identity's row for the rest of the transaction, so that concurrent reads-then-writes
     /// of its traits (increments) queue instead of losing an update.
     const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1 FOR UPDATE";
+
+    /// Other replicas write the same database: identities in memory may miss their latest writes
+    /// for the notification delay.
+    const SHARED: bool = true;
 
     /// A read of several statements sees one snapshot only at this isolation level.
     const SNAPSHOT_READ: Option<&str> =

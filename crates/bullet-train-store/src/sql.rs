@@ -142,6 +142,17 @@ macro_rules! sql_store {
             })
         }
 
+        /// A server-side key as the audit log describes it: never its hash.
+        fn server_key_json(key: &ServerKey) -> serde_json::Value {
+            serde_json::json!({
+                "id": key.id,
+                "name": key.name,
+                "prefix": key.prefix,
+                "active": key.active,
+                "expires_at": key.expires_at.map($crate::time::iso),
+            })
+        }
+
         fn identity_row(row: &DbRow) -> Result<Identity> {
             Ok(Identity {
                 id: row.try_get("id")?,
@@ -855,6 +866,154 @@ macro_rules! sql_store {
             })
         }
 
+        impl $store {
+            /// Everything an environment's snapshot is built from; identity overrides when the
+            /// environment ships them to SDKs, or always (`all_overrides`, for an export).
+            async fn load_environment_data(&self, id: Id, all_overrides: bool) -> Result<EnvironmentData> {
+
+                let mut tx = self.read.begin().await?;
+                let conn = &mut *tx;
+                let environment = environment_by_id(conn, id).await?;
+                let project = load_project(conn, environment.project_id).await?;
+                let row = sqlx::query(
+                    "SELECT id, uuid, name, persist_trait_data, feature_analytics, stop_serving_flags, \
+                     created_at FROM organisations WHERE id = $1",
+                )
+                .bind(project.organisation_id)
+                .fetch_one(&mut *conn)
+                .await?;
+                let organisation = Organisation {
+                    id: row.try_get("id")?,
+                    uuid: row.try_get("uuid")?,
+                    name: row.try_get("name")?,
+                    persist_trait_data: row.try_get("persist_trait_data")?,
+                    feature_analytics: row.try_get("feature_analytics")?,
+                    stop_serving_flags: row.try_get("stop_serving_flags")?,
+                    created_at: row.try_get("created_at")?,
+                };
+                let features = sqlx::query(&format!(
+                    "SELECT {FEATURE_COLUMNS} FROM features WHERE project_id = $1 ORDER BY id"
+                ))
+                .bind(project.id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(feature_row)
+                .collect::<Result<Vec<_>>>()?;
+                let options = sqlx::query(
+                    "SELECT o.id, o.feature_id, o.value, o.default_percentage_allocation, o.key \
+                     FROM multivariate_options o JOIN features f ON f.id = o.feature_id \
+                     WHERE f.project_id = $1 ORDER BY o.id",
+                )
+                .bind(project.id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(MultivariateOption {
+                        id: row.try_get("id")?,
+                        feature_id: row.try_get("feature_id")?,
+                        value: parse_value(row.try_get("value")?)?,
+                        default_percentage_allocation: row.try_get("default_percentage_allocation")?,
+                        key: row.try_get("key")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+                let segments = sqlx::query(&format!(
+                    "SELECT {SEGMENT_COLUMNS} FROM segments WHERE project_id = $1 ORDER BY id"
+                ))
+                .bind(project.id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(segment_row)
+                .collect::<Result<Vec<_>>>()?;
+                let feature_segments = sqlx::query(
+                    "SELECT id, feature_id, segment_id, environment_id, priority FROM feature_segments \
+                     WHERE environment_id = $1 ORDER BY priority, id",
+                )
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(FeatureSegment {
+                        id: row.try_get("id")?,
+                        feature_id: row.try_get("feature_id")?,
+                        segment_id: row.try_get("segment_id")?,
+                        environment_id: row.try_get("environment_id")?,
+                        priority: row.try_get("priority")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+                let mut states = sqlx::query(&format!(
+                    "SELECT {STATE_COLUMNS} FROM feature_states \
+                     WHERE environment_id = $1 AND identity_id IS NULL ORDER BY id"
+                ))
+                .bind(id)
+                .fetch_all(&mut *conn)
+                .await?
+                .iter()
+                .map(state_row)
+                .collect::<Result<Vec<_>>>()?;
+                attach_multivariate(
+                    conn,
+                    &mut states,
+                    "fs.environment_id = $1 AND fs.identity_id IS NULL",
+                    id,
+                )
+                .await?;
+                let mut identity_overrides = Vec::new();
+                if all_overrides || environment.use_identity_overrides_in_local_eval {
+                    // From the overrides to their identities: never a walk over all identities.
+                    let identities = sqlx::query(&format!(
+                        "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id IN \
+                         (SELECT identity_id FROM feature_states \
+                          WHERE environment_id = $1 AND identity_id IS NOT NULL) ORDER BY id"
+                    ))
+                    .bind(id)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(identity_row)
+                    .collect::<Result<Vec<_>>>()?;
+                    let overrides = sqlx::query(&format!(
+                        "SELECT {STATE_COLUMNS} FROM feature_states \
+                         WHERE environment_id = $1 AND identity_id IS NOT NULL ORDER BY identity_id, feature_id"
+                    ))
+                    .bind(id)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(state_row)
+                    .collect::<Result<Vec<_>>>()?;
+                    let mut by_identity: HashMap<Id, Vec<FeatureState>> = HashMap::new();
+                    for state in overrides {
+                        by_identity
+                            .entry(state.identity_id.unwrap_or_default())
+                            .or_default()
+                            .push(state);
+                    }
+                    for identity in identities {
+                        let states = by_identity.remove(&identity.id).unwrap_or_default();
+                        identity_overrides.push((identity, states));
+                    }
+                }
+                tx.commit().await?;
+                Ok(EnvironmentData {
+                    organisation,
+                    project,
+                    environment,
+                    features,
+                    options,
+                    segments,
+                    feature_segments,
+                    states,
+                    identity_overrides,
+                })
+            }
+        }
+
         #[async_trait]
         impl Store for $store {
             async fn migrate(&self) -> Result<()> {
@@ -1094,147 +1253,11 @@ macro_rules! sql_store {
             }
 
             async fn environment_data(&self, id: Id) -> Result<EnvironmentData> {
-                // One read transaction: a consistent view even while writes commit.
-                let mut tx = self.read.begin().await?;
-                let conn = &mut *tx;
-                let environment = environment_by_id(conn, id).await?;
-                let project = load_project(conn, environment.project_id).await?;
-                let row = sqlx::query(
-                    "SELECT id, uuid, name, persist_trait_data, feature_analytics, stop_serving_flags, \
-                     created_at FROM organisations WHERE id = $1",
-                )
-                .bind(project.organisation_id)
-                .fetch_one(&mut *conn)
-                .await?;
-                let organisation = Organisation {
-                    id: row.try_get("id")?,
-                    uuid: row.try_get("uuid")?,
-                    name: row.try_get("name")?,
-                    persist_trait_data: row.try_get("persist_trait_data")?,
-                    feature_analytics: row.try_get("feature_analytics")?,
-                    stop_serving_flags: row.try_get("stop_serving_flags")?,
-                    created_at: row.try_get("created_at")?,
-                };
-                let features = sqlx::query(&format!(
-                    "SELECT {FEATURE_COLUMNS} FROM features WHERE project_id = $1 ORDER BY id"
-                ))
-                .bind(project.id)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(feature_row)
-                .collect::<Result<Vec<_>>>()?;
-                let options = sqlx::query(
-                    "SELECT o.id, o.feature_id, o.value, o.default_percentage_allocation, o.key \
-                     FROM multivariate_options o JOIN features f ON f.id = o.feature_id \
-                     WHERE f.project_id = $1 ORDER BY o.id",
-                )
-                .bind(project.id)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(MultivariateOption {
-                        id: row.try_get("id")?,
-                        feature_id: row.try_get("feature_id")?,
-                        value: parse_value(row.try_get("value")?)?,
-                        default_percentage_allocation: row.try_get("default_percentage_allocation")?,
-                        key: row.try_get("key")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-                let segments = sqlx::query(&format!(
-                    "SELECT {SEGMENT_COLUMNS} FROM segments WHERE project_id = $1 ORDER BY id"
-                ))
-                .bind(project.id)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(segment_row)
-                .collect::<Result<Vec<_>>>()?;
-                let feature_segments = sqlx::query(
-                    "SELECT id, feature_id, segment_id, environment_id, priority FROM feature_segments \
-                     WHERE environment_id = $1 ORDER BY priority, id",
-                )
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(|row| {
-                    Ok(FeatureSegment {
-                        id: row.try_get("id")?,
-                        feature_id: row.try_get("feature_id")?,
-                        segment_id: row.try_get("segment_id")?,
-                        environment_id: row.try_get("environment_id")?,
-                        priority: row.try_get("priority")?,
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-                let mut states = sqlx::query(&format!(
-                    "SELECT {STATE_COLUMNS} FROM feature_states \
-                     WHERE environment_id = $1 AND identity_id IS NULL ORDER BY id"
-                ))
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(state_row)
-                .collect::<Result<Vec<_>>>()?;
-                attach_multivariate(
-                    conn,
-                    &mut states,
-                    "fs.environment_id = $1 AND fs.identity_id IS NULL",
-                    id,
-                )
-                .await?;
-                let mut identity_overrides = Vec::new();
-                if environment.use_identity_overrides_in_local_eval {
-                    // From the overrides to their identities: never a walk over all identities.
-                    let identities = sqlx::query(&format!(
-                        "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id IN \
-                         (SELECT identity_id FROM feature_states \
-                          WHERE environment_id = $1 AND identity_id IS NOT NULL) ORDER BY id"
-                    ))
-                    .bind(id)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .iter()
-                    .map(identity_row)
-                    .collect::<Result<Vec<_>>>()?;
-                    let overrides = sqlx::query(&format!(
-                        "SELECT {STATE_COLUMNS} FROM feature_states \
-                         WHERE environment_id = $1 AND identity_id IS NOT NULL ORDER BY identity_id, feature_id"
-                    ))
-                    .bind(id)
-                    .fetch_all(&mut *conn)
-                    .await?
-                    .iter()
-                    .map(state_row)
-                    .collect::<Result<Vec<_>>>()?;
-                    let mut by_identity: HashMap<Id, Vec<FeatureState>> = HashMap::new();
-                    for state in overrides {
-                        by_identity
-                            .entry(state.identity_id.unwrap_or_default())
-                            .or_default()
-                            .push(state);
-                    }
-                    for identity in identities {
-                        let states = by_identity.remove(&identity.id).unwrap_or_default();
-                        identity_overrides.push((identity, states));
-                    }
-                }
-                tx.commit().await?;
-                Ok(EnvironmentData {
-                    organisation,
-                    project,
-                    environment,
-                    features,
-                    options,
-                    segments,
-                    feature_segments,
-                    states,
-                    identity_overrides,
-                })
+                self.load_environment_data(id, false).await
+            }
+
+            async fn environment_export(&self, id: Id) -> Result<EnvironmentData> {
+                self.load_environment_data(id, true).await
             }
 
             async fn server_keys(&self, environment_id: Option<Id>) -> Result<Vec<ServerKey>> {
@@ -1258,12 +1281,14 @@ macro_rules! sql_store {
 
             async fn create_server_key(
                 &self,
+                author: &Author,
                 environment_id: Id,
                 name: &str,
                 key_hash: &str,
                 prefix: &str,
                 expires_at: Option<Micros>,
             ) -> Result<ServerKey> {
+                let mut tx = self.write.begin().await?;
                 let row = sqlx::query(&format!(
                     "INSERT INTO server_keys (environment_id, key_hash, prefix, name, active, expires_at, \
                      created_at) VALUES ($1, $2, $3, $4, TRUE, $5, $6) RETURNING {SERVER_KEY_COLUMNS}"
@@ -1274,13 +1299,20 @@ macro_rules! sql_store {
                 .bind(name)
                 .bind(expires_at)
                 .bind(now_micros())
-                .fetch_one(&mut *self.write.acquire().await?)
+                .fetch_one(&mut *tx)
                 .await?;
-                server_key_row(&row)
+                let key = server_key_row(&row)?;
+                let (scope, _) = environment_scope(&mut tx, environment_id).await?;
+                audit(&mut tx, author, scope, "SERVER_KEY", Some(key.id),
+                    &format!("Server-side key created: {}", key.name), None,
+                    Some(&server_key_json(&key))).await?;
+                tx.commit().await?;
+                Ok(key)
             }
 
             async fn update_server_key(
                 &self,
+                author: &Author,
                 environment_id: Id,
                 id: Id,
                 update: ServerKeyUpdate,
@@ -1294,6 +1326,7 @@ macro_rules! sql_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let mut key = server_key_row(&row)?;
+                let before = server_key_json(&key);
                 if let Some(name) = update.name {
                     key.name = name;
                 }
@@ -1310,25 +1343,56 @@ macro_rules! sql_store {
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
+                let (scope, _) = environment_scope(&mut tx, environment_id).await?;
+                audit(&mut tx, author, scope, "SERVER_KEY", Some(key.id),
+                    &format!("Server-side key updated: {}", key.name), Some(&before),
+                    Some(&server_key_json(&key))).await?;
                 tx.commit().await?;
                 Ok(key)
             }
 
-            async fn delete_server_key(&self, environment_id: Id, id: Id) -> Result<()> {
-                let done = sqlx::query("DELETE FROM server_keys WHERE id = $1 AND environment_id = $2")
-                    .bind(id)
-                    .bind(environment_id)
-                    .execute(&mut *self.write.acquire().await?)
-                    .await?;
-                if done.rows_affected() == 0 {
-                    return Err(StoreError::NotFound);
-                }
+            async fn delete_server_key(&self, author: &Author, environment_id: Id, id: Id) -> Result<()> {
+                let mut tx = self.write.begin().await?;
+                let row = sqlx::query(&format!(
+                    "DELETE FROM server_keys WHERE id = $1 AND environment_id = $2 \
+                     RETURNING {SERVER_KEY_COLUMNS}"
+                ))
+                .bind(id)
+                .bind(environment_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(StoreError::NotFound)?;
+                let key = server_key_row(&row)?;
+                let (scope, _) = environment_scope(&mut tx, environment_id).await?;
+                audit(&mut tx, author, scope, "SERVER_KEY", Some(key.id),
+                    &format!("Server-side key deleted: {}", key.name),
+                    Some(&server_key_json(&key)), None).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
-            async fn import_document(&self, document: &EnvironmentDocument) -> Result<ImportOutcome> {
+            async fn import_document_by(
+                &self,
+                author: &Author,
+                document: &EnvironmentDocument,
+            ) -> Result<ImportOutcome> {
                 let mut tx = self.write.begin().await?;
                 let outcome = import(&mut tx, document).await?;
+                let (scope, _) = environment_scope(&mut tx, outcome.environment_id).await?;
+                let summary = serde_json::json!({
+                    "api_key": document.api_key,
+                    "name": document.name,
+                    "features": document.feature_states.len(),
+                    "segments": document.project.segments.len(),
+                    "identity_overrides": document.identity_overrides.len(),
+                });
+                let log = if outcome.created {
+                    "Environment created from a document"
+                } else {
+                    "Environment replaced by a document"
+                };
+                audit(&mut tx, author, scope, "ENVIRONMENT", Some(outcome.environment_id), log,
+                    None, Some(&summary)).await?;
                 tx.commit().await?;
                 Ok(outcome)
             }
@@ -1351,6 +1415,25 @@ macro_rules! sql_store {
                     }
                     None => Ok(None),
                 }
+            }
+
+            async fn identity_for_write(
+                &self,
+                environment_id: Id,
+                identifier: &str,
+            ) -> Result<Option<IdentityRecord>> {
+                if !$store::SHARED {
+                    return self.identity(environment_id, identifier).await;
+                }
+                let mut conn = self.read.acquire().await?;
+                match find_identity(&mut conn, environment_id, identifier).await? {
+                    Some(identity) => Ok(Some(identity_record(&mut conn, identity).await?)),
+                    None => Ok(None),
+                }
+            }
+
+            fn shared(&self) -> bool {
+                $store::SHARED
             }
 
             async fn ensure_identity(&self, environment_id: Id, identifier: &str) -> Result<IdentityRecord> {

@@ -1662,18 +1662,24 @@ macro_rules! sql_admin_items {
                     (None, _) => ("$2 = $2", String::new()),
                 };
                 let escape = if query.search.is_some() && !query.exact { " ESCAPE '\\'" } else { "" };
-                // A bounded count: listing never walks more than IDENTITY_COUNT_LIMIT identities.
+                // A bounded count: it never walks more than IDENTITY_COUNT_LIMIT identities, or
+                // than the page asked for (plus one, so a later page is announced) when that is
+                // further: the page's own OFFSET walks as many.
+                let (limit, offset) = limit_offset(query.page);
+                let bound = match query.page {
+                    Some(_) => $crate::sql::IDENTITY_COUNT_LIMIT.max(offset.saturating_add(limit).saturating_add(1)),
+                    None => $crate::sql::IDENTITY_COUNT_LIMIT,
+                };
                 let total: i64 = sqlx::query(&format!(
                     "SELECT COUNT(*) AS n FROM (SELECT 1 FROM identities \
                      WHERE environment_id = $1 AND {filter}{escape} LIMIT $3) AS counted"
                 ))
                 .bind(environment)
                 .bind(&argument)
-                .bind($crate::sql::IDENTITY_COUNT_LIMIT)
+                .bind(bound)
                 .fetch_one(&mut *conn)
                 .await?
                 .try_get("n")?;
-                let (limit, offset) = limit_offset(query.page);
                 let items = sqlx::query(&format!(
                     "SELECT {IDENTITY_COLUMNS} FROM identities WHERE environment_id = $1 AND {filter}{escape} \
                      ORDER BY id LIMIT $3 OFFSET $4"
@@ -1760,6 +1766,19 @@ macro_rules! sql_admin_items {
                     .bind(environment)
                     .fetch_one(&mut *tx)
                     .await?;
+                let previous = sqlx::query("SELECT id, key, value FROM traits WHERE identity_id = $1 AND key = $2")
+                    .bind(identity)
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| -> Result<Trait> {
+                        Ok(Trait {
+                            id: row.try_get("id")?,
+                            key: row.try_get("key")?,
+                            value: parse_value(row.try_get("value")?)?,
+                        })
+                    })
+                    .transpose()?;
                 let stored = match value {
                     Some(value) => {
                         let row = sqlx::query(
@@ -1791,9 +1810,9 @@ macro_rules! sql_admin_items {
                         None
                     }
                 };
-                audit(&mut tx, author, scope, "TRAIT", stored.as_ref().map(|t| t.id),
+                audit(&mut tx, author, scope, "TRAIT", stored.as_ref().or(previous.as_ref()).map(|t| t.id),
                     &format!("Trait {} of identity {identity}", if stored.is_some() { "set" } else { "deleted" }),
-                    None, stored.as_ref().and_then(to_json).as_ref()).await?;
+                    previous.as_ref().and_then(to_json).as_ref(), stored.as_ref().and_then(to_json).as_ref()).await?;
                 tx.commit().await?;
                 Ok(stored)
             }

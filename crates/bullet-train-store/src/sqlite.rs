@@ -31,6 +31,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "scale",
         include_str!("../migrations/sqlite/0003_scale.sql"),
     ),
+    (
+        4,
+        "foreign key indexes",
+        include_str!("../migrations/sqlite/0004_foreign_key_indexes.sql"),
+    ),
 ];
 
 /// The SQLite store.
@@ -44,6 +49,9 @@ impl SqliteStore {
     /// Locks an identity's row for the rest of the transaction (to read and then write its
     /// traits); SQLite's single writer already serialises write transactions.
     const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1";
+
+    /// Only this process writes the file, so identities in memory are what the database holds.
+    const SHARED: bool = false;
 
     /// A read transaction already sees one snapshot (WAL).
     const SNAPSHOT_READ: Option<&str> = None;

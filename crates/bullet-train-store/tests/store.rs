@@ -325,18 +325,24 @@ store_test!(identities_and_traits, |store| {
 });
 
 store_test!(server_keys_are_stored_hashed_and_revocable, |store| {
+    use bullet_train_store::model::{AuditFilter, Author, Page};
+
+    let author = Author {
+        label: "key admin".into(),
+    };
     let env = store
         .import_document(&sample())
         .await
         .unwrap()
         .environment_id;
     let key = store
-        .create_server_key(env, "ci", "abc123", "ser.AbC", None)
+        .create_server_key(&author, env, "ci", "abc123", "ser.AbC", None)
         .await
         .unwrap();
     assert!(key.active);
     let updated = store
         .update_server_key(
+            &author,
             env,
             key.id,
             ServerKeyUpdate {
@@ -350,16 +356,69 @@ store_test!(server_keys_are_stored_hashed_and_revocable, |store| {
     assert_eq!(store.server_keys(Some(env)).await.unwrap(), vec![updated]);
     assert!(matches!(
         store
-            .create_server_key(env, "dup", "abc123", "ser.X", None)
+            .create_server_key(&author, env, "dup", "abc123", "ser.X", None)
             .await,
         Err(StoreError::Conflict(_))
     ));
-    store.delete_server_key(env, key.id).await.unwrap();
+    store.delete_server_key(&author, env, key.id).await.unwrap();
     assert!(matches!(
-        store.delete_server_key(env, key.id).await,
+        store.delete_server_key(&author, env, key.id).await,
         Err(StoreError::NotFound)
     ));
     assert!(store.server_keys(None).await.unwrap().is_empty());
+
+    // The import and every key change are in the audit log (newest first), never with the hash.
+    let log = store
+        .audit_log(
+            &AuditFilter {
+                environments: vec![env],
+                ..Default::default()
+            },
+            Page {
+                number: 1,
+                size: 10,
+            },
+        )
+        .await
+        .unwrap();
+    let entries: Vec<(&str, &str, &str)> = log
+        .items
+        .iter()
+        .map(|e| {
+            (
+                e.author.as_str(),
+                e.related_object_type.as_str(),
+                e.log.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        [
+            ("key admin", "SERVER_KEY", "Server-side key deleted: ci"),
+            ("key admin", "SERVER_KEY", "Server-side key updated: ci"),
+            ("key admin", "SERVER_KEY", "Server-side key created: ci"),
+            (
+                "bullet-train",
+                "ENVIRONMENT",
+                "Environment created from a document"
+            ),
+        ]
+    );
+    let update = &log.items[1];
+    assert_eq!(
+        update.previous_state.as_ref().unwrap()["active"],
+        json!(true)
+    );
+    assert_eq!(update.new_state.as_ref().unwrap()["active"], json!(false));
+    assert_eq!(
+        update.new_state.as_ref().unwrap()["prefix"],
+        json!("ser.AbC")
+    );
+    for entry in &log.items {
+        let states = format!("{:?} {:?}", entry.previous_state, entry.new_state);
+        assert!(!states.contains("abc123"), "{states}");
+    }
 });
 
 /// Imports the sample: its environment's id and its first feature's id.
@@ -1006,6 +1065,12 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
         stored(b.identity(env, "ann").await.unwrap()),
         Value::from("green")
     );
+    // ...but never decides whether a write is needed from it: "green" now would be a change.
+    assert!(b.shared());
+    assert_eq!(
+        stored(b.identity_for_write(env, "ann").await.unwrap()),
+        Value::from("blue")
+    );
     // ...and the notification of A's commit drops what it kept.
     let change = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
         .await
@@ -1033,3 +1098,34 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
         Value::from("black")
     );
 }
+
+store_test!(identity_pages_past_the_counted_ten_thousand_stay_reachable, |store| {
+    use bullet_train_store::admin::IdentityQuery;
+    use bullet_train_store::model::Page;
+
+    let env = store
+        .import_document(&sample())
+        .await
+        .unwrap()
+        .environment_id;
+    let identities: Vec<(String, Vec<TraitChange>)> = (0..10_050)
+        .map(|i| (format!("user-{i:05}"), Vec::new()))
+        .collect();
+    store.write_traits(env, &identities).await.unwrap();
+    let page = |number| IdentityQuery {
+        search: None,
+        exact: false,
+        page: Some(Page { number, size: 1000 }),
+    };
+    // The count stops at 10,000...
+    let first = store.identities(env, &page(1)).await.unwrap();
+    assert_eq!((first.items.len(), first.total), (1000, 10_000));
+    // ...but a page beyond it counts as far as it reaches, so it exists and ends the list (the
+    // sample's own identity, with overrides, comes first).
+    let last = store.identities(env, &page(11)).await.unwrap();
+    assert_eq!((last.items.len(), last.total), (51, 10_051));
+    assert_eq!(last.items[50].identifier, "user-10049");
+    let tenth = store.identities(env, &page(10)).await.unwrap();
+    assert_eq!(tenth.items.len(), 1000);
+    assert!(tenth.total > 10_000, "page 11 is announced: {}", tenth.total);
+});

@@ -1,14 +1,13 @@
 //! `GET flags/`: the environment's default flags (pre-serialized), or one flag by name, ignoring case;
 //! and `GET flags/{feature_id}/multivariate-options/`.
 
-use axum::extract::Path;
 use axum::http::header::VARY;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Params, Sdk};
+use crate::extract::{Params, Path, Sdk};
 use crate::routes::{UPDATED_AT, json_bytes};
 
 /// The environment's default flags, or with `?feature=` one flag by name (ignoring case).

@@ -332,7 +332,7 @@ pub(crate) async fn post(
     let body = parse_json(&raw)?;
     let mut request = parse_identify(&body)?;
     // A made-up identifier may be random: such answers are not kept.
-    let keep = request.identifier.is_some();
+    let mut keep = request.identifier.is_some();
     if sdk.kind == KeyKind::Client && !sdk.snapshot.allow_client_traits {
         request.traits.clear();
     }
@@ -361,16 +361,22 @@ pub(crate) async fn post(
                     value: t.value.clone(),
                 })
                 .collect();
-            // Most requests repeat what is stored: then a read answers, with no write at all.
+            // Most requests repeat what is stored: then a read answers, with no write at all
+            // (read from the database itself when other replicas write it too, so that a value
+            // another replica has just replaced is written again, not taken as stored).
             let stored = if changes.is_empty() {
                 None
             } else {
                 state
                     .store
-                    .identity(environment_id, &identifier)
+                    .identity_for_write(environment_id, &identifier)
                     .await?
                     .filter(|record| unchanged(record, &changes))
             };
+            if !changes.is_empty() && state.store.shared() {
+                // Its answer could not be reused without the same check.
+                keep = false;
+            }
             let record = if let Some(record) = stored {
                 record
             } else if changes.is_empty() {
@@ -439,6 +445,14 @@ fn identity_response(sdk: &Sdk, body: bytes::Bytes) -> Response {
     response
 }
 
+/// The identity's hashing key when the environment does not hash by the composite key: its stored
+/// id (`None`: the engine builds the composite key).
+pub(crate) fn hash_key(snapshot: &EnvSnapshot, record: Option<&IdentityRecord>) -> Option<String> {
+    record
+        .filter(|_| !snapshot.use_composite_key)
+        .map(|r| r.identity.id.to_string())
+}
+
 /// The engine's view of stored identity overrides, with their response fragments, in one order.
 pub(crate) fn override_inputs<'a>(
     snapshot: &'a EnvSnapshot,
@@ -474,9 +488,7 @@ fn respond(
     let stored_overrides = record.map_or(&[][..], |r| &r.overrides[..]);
     let (overrides, override_states) = override_inputs(snapshot, stored_overrides);
     let override_json = snapshot.identity_override_json(&override_states);
-    let key_text = record
-        .filter(|_| !snapshot.use_composite_key)
-        .map(|r| r.identity.id.to_string());
+    let key_text = hash_key(snapshot, record);
     let mut identity = Identity::new(identifier)
         .with_traits(&trait_refs)
         .with_overrides(&overrides);

@@ -3,7 +3,7 @@
 //! (flags, traits and matched segments) and `POST identities/{identifier}/traits/{key}`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bullet_train_engine::Identity;
@@ -12,9 +12,10 @@ use bullet_train_store::model::TraitChange;
 use serde_json::json;
 
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params, Sdk};
+use crate::extract::{JsonBody, Params, Path, Sdk};
 use crate::routes::identities::{
-    EffectiveTrait, check_identifier, override_inputs, stored_traits, trait_value, write_traits,
+    EffectiveTrait, check_identifier, hash_key, override_inputs, stored_traits, trait_value,
+    write_traits,
 };
 use crate::routes::json_bytes;
 use crate::routes::traits::check_trait_writes;
@@ -42,9 +43,13 @@ pub(crate) async fn identity_flags(
         traits.iter().map(|t| (t.key.as_str(), &t.value)).collect();
     let (overrides, override_states) = override_inputs(snapshot, &record.overrides);
     let override_json = snapshot.identity_override_json(&override_states);
-    let identity = Identity::new(&identifier)
+    let key = hash_key(snapshot, Some(&record));
+    let mut identity = Identity::new(&identifier)
         .with_traits(&trait_refs)
         .with_overrides(&overrides);
+    if let Some(key) = &key {
+        identity = identity.with_key(key);
+    }
     let evaluation = snapshot.engine.evaluate(Some(&identity));
     let visible =
         |f: &&bullet_train_engine::Flag<'_>| snapshot.visible(f.feature_position, sdk.kind);
@@ -93,9 +98,13 @@ pub(crate) async fn identity(
         traits.iter().map(|t| (t.key.as_str(), &t.value)).collect();
     let (overrides, override_states) = override_inputs(snapshot, &record.overrides);
     let override_json = snapshot.identity_override_json(&override_states);
-    let identity = Identity::new(&identifier)
+    let key = hash_key(snapshot, Some(&record));
+    let mut identity = Identity::new(&identifier)
         .with_traits(&trait_refs)
         .with_overrides(&overrides);
+    if let Some(key) = &key {
+        identity = identity.with_key(key);
+    }
     let evaluation = snapshot.engine.evaluate(Some(&identity));
     let mut out = String::from("{\"flags\":");
     snapshot.append_flags(&mut out, &evaluation, sdk.kind, Some(&override_json), false);

@@ -117,8 +117,21 @@ fn documented_routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::Open
     use utoipa_axum::router::OpenApiRouter;
     use utoipa_axum::routes;
 
-    let timeout =
-        || TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, limits.request_timeout);
+    // The timeout's 408 gets the JSON error body every other error has.
+    let timeout = || {
+        ServiceBuilder::new()
+            .map_response(|response: Response| {
+                if response.status() == StatusCode::REQUEST_TIMEOUT {
+                    ApiError::Timeout.into_response()
+                } else {
+                    response
+                }
+            })
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                limits.request_timeout,
+            ))
+    };
     // Routes answered from memory alone cannot hang, so they skip the timeout (a timer per request
     // is a measurable share of a `flags/` request); routes that reach the store keep it.
     let (memory, memory_api) = OpenApiRouter::new()

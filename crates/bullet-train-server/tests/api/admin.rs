@@ -67,6 +67,46 @@ async fn import_creates_then_replaces_and_export_round_trips() {
 }
 
 #[tokio::test]
+async fn an_export_keeps_identity_overrides_the_sdk_document_leaves_out() {
+    let app = TestApp::empty().await;
+    let mut document = sample();
+    document["use_identity_overrides_in_local_eval"] = json!(false);
+    app.import(&document).await;
+    let overridden = |d: &Value| -> Vec<Value> {
+        d["identity_overrides"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["identifier"].clone())
+            .collect()
+    };
+    assert_eq!(overridden(&document), [json!("ben@bullet-train.io")]);
+    // SDKs doing local evaluation do not get them...
+    let server_key = app.server_key(KEY).await;
+    let (status, for_sdks) = app
+        .get_json("/api/v1/environment-document/", &server_key)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(overridden(&for_sdks), Vec::<Value>::new());
+    // ...but the export has them, so importing it back (or elsewhere) loses nothing.
+    let exported = app.export(KEY).await;
+    assert_eq!(overridden(&exported), overridden(&document));
+    assert_eq!(
+        exported["use_identity_overrides_in_local_eval"],
+        json!(false)
+    );
+    assert_eq!(app.import(&exported).await.status(), 200);
+    let (_, ben) = app
+        .get_json("/api/v1/identities/?identifier=ben@bullet-train.io", KEY)
+        .await;
+    assert_eq!(
+        flag_map(&ben["flags"])["dark_mode"],
+        (true, json!("midnight")),
+        "the override survived the round trip"
+    );
+}
+
+#[tokio::test]
 async fn bad_imports_change_nothing() {
     let app = TestApp::sample().await;
     let before = app.export(KEY).await;

@@ -175,3 +175,66 @@ async fn unknown_routes_and_methods() {
     let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
     assert_eq!(status, 200);
 }
+
+#[tokio::test]
+async fn unparsable_path_parameters_get_json_errors() {
+    let app = TestApp::sample().await;
+    // An id that is not a number names no object.
+    for path in [
+        "/api/v1/projects/abc/",
+        "/api/v1/organisations/1x/",
+        "/api/v1/projects/99999999999999999999999/features/",
+    ] {
+        let response = app.admin(Method::GET, path).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"detail": "Not found."}),
+            "{path}"
+        );
+    }
+    // A path parameter that is not UTF-8 once decoded.
+    let response = app
+        .sdk(Method::GET, "/api/v1/identities/%FF%FE/", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"detail": "Path parameters must be valid UTF-8."})
+    );
+    let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_request_over_the_time_limit_gets_a_json_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = TestApp::with_limits(bullet_train_server::Limits {
+        request_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await;
+    app.import(&crate::helpers::sample()).await;
+    // A client that announces a body and never sends it: the server gives up on it.
+    let address = app.url.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /api/v1/identities/ HTTP/1.1\r\nHost: {address}\r\nX-Environment-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/json"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"detail":"Request timed out."}"#),
+        "{answer}"
+    );
+    // The server keeps serving.
+    let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
+    assert_eq!(status, 200);
+}

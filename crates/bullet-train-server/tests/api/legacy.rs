@@ -57,3 +57,49 @@ async fn identity_by_path_with_traits_and_segments() {
         json!({"detail": "Trait value not provided"})
     );
 }
+
+#[tokio::test]
+async fn legacy_routes_hash_identities_as_identities_does() {
+    // Hashing by the identity's stored id (not the composite key) must reach the legacy routes too.
+    let app = TestApp::empty().await;
+    let mut document = crate::helpers::sample();
+    document["use_identity_composite_key_for_hashing"] = json!(false);
+    document["project"]["segments"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({
+            "id": 1999, "name": "half",
+            "rules": [{"type": "ALL", "rules": [], "conditions": [
+                {"operator": "PERCENTAGE_SPLIT", "property_": null, "value": "50"}]}],
+            "feature_states": [{
+                "feature": {"id": 1, "name": "header", "type": "STANDARD"},
+                "enabled": true, "django_id": 2999, "feature_state_value": "half",
+                "featurestate_uuid": "4c3e7a64-2d1f-4c5e-9b63-1f3a2b4c5d99",
+                "feature_segment": {"priority": 0}, "multivariate_feature_state_values": [],
+            }],
+        }));
+    assert!(app.import(&document).await.status().is_success());
+    let mut in_split = 0;
+    for i in 0..40 {
+        let identifier = format!("user-{i}");
+        let (_, current) = app
+            .get_json(&format!("/api/v1/identities/?identifier={identifier}"), KEY)
+            .await;
+        let header = flag_map(&current["flags"])["header"].clone();
+        let (_, legacy_flags) = app
+            .get_json(&format!("/api/v1/flags/{identifier}"), KEY)
+            .await;
+        assert_eq!(flag_map(&legacy_flags)["header"], header, "{identifier}");
+        let (_, legacy) = app
+            .get_json(&format!("/api/v1/identities/{identifier}/"), KEY)
+            .await;
+        assert_eq!(flag_map(&legacy["flags"])["header"], header, "{identifier}");
+        if header.1 == json!("half") {
+            in_split += 1;
+        }
+    }
+    assert!(
+        (5..=35).contains(&in_split),
+        "{in_split} of 40 in the split"
+    );
+}

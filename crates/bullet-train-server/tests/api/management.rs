@@ -1150,6 +1150,90 @@ async fn webhooks_are_signed_retried_and_logged() {
 }
 
 #[tokio::test]
+async fn webhook_states_carry_multivariate_allocations_and_are_unsigned_without_a_secret() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let feature = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({
+        "name": "checkout", "initial_value": "classic", "default_enabled": true,
+        "multivariate_options": [
+            {"type": "unicode", "string_value": "express", "default_percentage_allocation": 25},
+        ]})),
+    )
+    .await;
+    let option = feature["multivariate_options"][0]["id"].clone();
+    let (url, mut rx) = receiver(0).await;
+    let hooks = format!("/api/v1/environments/{}/webhooks/", key(&w.prod));
+    ok(&app, Method::POST, &hooks, Some(json!({"url": url}))).await;
+    let state = default_state(&app, &w.prod, "checkout").await;
+    let path = format!(
+        "/api/v1/environments/{}/featurestates/{}/",
+        key(&w.prod),
+        state["id"]
+    );
+    ok(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"multivariate_feature_state_values": [
+        {"multivariate_feature_option": option, "percentage_allocation": 60}]})),
+    )
+    .await;
+    let (headers, body) = next_hook(&mut rx).await;
+    assert!(!headers.contains_key("x-flagsmith-signature"));
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    let allocation = |state: &str| -> (Value, Value) {
+        let values = &payload["data"][state]["multivariate_feature_state_values"];
+        assert_eq!(values.as_array().unwrap().len(), 1, "{payload}");
+        (
+            values[0]["multivariate_feature_option"].clone(),
+            values[0]["percentage_allocation"].clone(),
+        )
+    };
+    assert_eq!(allocation("previous_state"), (option.clone(), json!(25.0)));
+    assert_eq!(allocation("new_state"), (option, json!(60.0)));
+}
+
+#[tokio::test]
+async fn a_blank_name_in_an_update_is_refused() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let feature = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "banner"})),
+    )
+    .await;
+    let paths = [
+        format!("/api/v1/organisations/{}/", w.organisation),
+        format!("/api/v1/projects/{}/", w.project),
+        format!("/api/v1/environments/{}/", key(&w.prod)),
+        format!("/api/v1/projects/{}/features/{}/", w.project, feature["id"]),
+    ];
+    for path in &paths {
+        for (method, name) in [
+            (Method::PATCH, json!("  ")),
+            (Method::PUT, json!("")),
+            (Method::PATCH, Value::Null),
+        ] {
+            let (status, body) =
+                call(&app, method.clone(), path, Some(json!({ "name": name }))).await;
+            assert_eq!(status, 400, "{method} {path} {name}: {body}");
+            assert!(body["name"][0].is_string(), "{body}");
+        }
+        // Nothing changed; leaving the name out keeps it.
+        let current = ok(&app, Method::GET, path, None).await;
+        assert!(!current["name"].as_str().unwrap().trim().is_empty());
+        let kept = ok(&app, Method::PATCH, path, Some(json!({}))).await;
+        assert_eq!(kept["name"], current["name"]);
+    }
+}
+
+#[tokio::test]
 async fn deleting_an_environment_stops_its_keys_and_streams() {
     let app = TestApp::empty().await;
     let w = world(&app).await;

@@ -165,6 +165,27 @@ async fn identity_answers_kept_by_a_replica_follow_the_others_writes() {
 }
 
 #[tokio::test]
+async fn a_value_repeated_right_after_another_replicas_change_is_stored() {
+    let (a, b) = replicas(None).await;
+    a.import(&sample()).await;
+    let mut on_b = Stream::open_when_served(&b).await;
+    let mut on_a = Stream::open(&a).await;
+    for _ in 0..5 {
+        // B knows ann's colour is red...
+        set_colour(&b, "red").await;
+        assert_eq!(colour(&b).await, json!("red"));
+        // ...A changes it, and at once (before B can have heard of it) B is told "red" again:
+        // that is a write B must make, not a value it already holds.
+        set_colour(&a, "blue").await;
+        set_colour(&b, "red").await;
+        settle(&a, &mut on_b).await;
+        settle(&b, &mut on_a).await;
+        assert_eq!(colour(&a).await, json!("red"));
+        assert_eq!(colour(&b).await, json!("red"));
+    }
+}
+
+#[tokio::test]
 async fn a_write_through_one_replica_reaches_the_other_within_a_second() {
     let (a, b) = replicas(None).await;
     a.import(&sample()).await;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::model::{AuditEntry, AuditFilter, Id};
@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::{page_of, paginated, project_for};
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::Params;
+use crate::extract::{Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

@@ -3,13 +3,14 @@
 //! and evaluating an identity with the reason for each flag.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use bullet_train_engine::{Identity, IdentityOverride};
 use bullet_train_protocol::admin as dto;
 use bullet_train_protocol::{EnvironmentDocument, Value};
 use bullet_train_store::admin::{EnvironmentUpdate, NewEnvironment, NewWebhook};
+use bullet_train_store::document::to_export;
 use bullet_train_store::model::{Id, ServerKey, Webhook};
 use bullet_train_store::time::iso;
 use bullet_train_store::{ServerKeyUpdate, random};
@@ -23,7 +24,7 @@ use super::{
 };
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::registry::key_hash;
 use crate::routes::json_bytes;
 use crate::state::AppState;
@@ -83,7 +84,7 @@ async fn list(
 /// Reads the settings of an environment request.
 fn settings(form: &mut Form<'_>) -> EnvironmentUpdate {
     EnvironmentUpdate {
-        name: form.optional_text("name", MAX_NAME).flatten(),
+        name: form.changed_text("name", MAX_NAME),
         description: form.optional_text("description", MAX_TEXT),
         allow_client_traits: form.flag("allow_client_traits"),
         hide_sensitive_data: form.flag("hide_sensitive_data"),
@@ -260,7 +261,8 @@ async fn clone(
     Ok(Json(environment_dto(&clone)))
 }
 
-/// The Flagsmith environment document of the environment.
+/// The Flagsmith environment document of the environment, with every identity override (even when
+/// `use_identity_overrides_in_local_eval` keeps them out of the SDK document).
 #[utoipa::path(get, path = "/api/v1/environments/{api_key}/document", tag = "environments",
     params(("api_key" = String, Path)),
     responses((status = 200, description = "A Flagsmith environment document"), (status = 404)))]
@@ -270,6 +272,13 @@ async fn export_document(
     Path(api_key): Path<String>,
 ) -> ApiResult<Response> {
     let (environment, _) = environment_for(&state, &actor, &api_key, false).await?;
+    if !environment.use_identity_overrides_in_local_eval {
+        // The SDK document leaves identity overrides out; an export keeps them.
+        let data = state.store.environment_export(environment.id).await?;
+        let body = serde_json::to_vec(&to_export(&data))
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("document: {e}")))?;
+        return Ok(json_bytes(StatusCode::OK, body));
+    }
     let loaded = match state.registry.environment(environment.id) {
         Some(loaded) => loaded,
         None => state.registry.refresh(environment.id).await?,
@@ -310,7 +319,10 @@ async fn import_document(
             "Does not match the environment key in the path.",
         ));
     }
-    let outcome = state.store.import_document(&document).await?;
+    let outcome = state
+        .store
+        .import_document_by(&actor.author(), &document)
+        .await?;
     // A new feature gives every environment of the project a state: refresh them all.
     let environments: Vec<Id> = state
         .store
@@ -376,6 +388,7 @@ async fn create_key(
     let stored = state
         .store
         .create_server_key(
+            &actor.author(),
             environment.id,
             &name.unwrap_or_default(),
             &hex::encode(key_hash(&secret)),
@@ -414,14 +427,14 @@ async fn change_key(
     let (environment, _) = environment_for(&state, &actor, &api_key, true).await?;
     let mut form = Form::new(&body)?;
     let update = ServerKeyUpdate {
-        name: form.optional_text("name", 200).flatten(),
+        name: form.changed_text("name", 200),
         active: form.flag("active"),
         expires_at: form.datetime("expires_at"),
     };
     form.finish()?;
     let updated = state
         .store
-        .update_server_key(environment.id, id, update)
+        .update_server_key(&actor.author(), environment.id, id, update)
         .await?;
     state.registry.refresh_keys().await?;
     Ok(Json(key_dto(&updated, None)))
@@ -461,7 +474,10 @@ async fn delete_key(
     Path((api_key, id)): Path<(String, Id)>,
 ) -> ApiResult<StatusCode> {
     let (environment, _) = environment_for(&state, &actor, &api_key, true).await?;
-    state.store.delete_server_key(environment.id, id).await?;
+    state
+        .store
+        .delete_server_key(&actor.author(), environment.id, id)
+        .await?;
     state.registry.refresh_keys().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_protocol::Value;
 use bullet_train_protocol::admin as dto;
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -295,7 +295,7 @@ async fn change(
     feature_of(&state, project, id).await?;
     let mut form = Form::new(&body)?;
     let update = FeatureUpdate {
-        name: form.optional_text("name", MAX_NAME).flatten(),
+        name: form.changed_text("name", MAX_NAME),
         description: form.optional_text("description", MAX_TEXT),
         initial_value: match form.raw("initial_value") {
             None => None,

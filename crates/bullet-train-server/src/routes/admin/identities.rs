@@ -2,7 +2,7 @@
 //! and pages, creation, deletion, their traits, their overrides, and their evaluated flags.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_engine::{Identity, IdentityOverride, Source};
 use bullet_train_protocol::Value;
@@ -19,7 +19,7 @@ use super::{
 };
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::routes::identities::{MAX_IDENTIFIER_LEN, MAX_TRAIT_KEY_LEN, MAX_TRAIT_VALUE_LEN};
 use crate::state::AppState;
 

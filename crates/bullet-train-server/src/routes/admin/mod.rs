@@ -97,6 +97,15 @@ impl<'a> Form<'a> {
         }
     }
 
+    /// A string that may be left out (a partial update) but, when given, may not be null or blank.
+    pub(crate) fn changed_text(&mut self, field: &str, max: usize) -> Option<String> {
+        if self.map.contains_key(field) {
+            self.text(field, max)
+        } else {
+            None
+        }
+    }
+
     /// An optional string: `None` when absent, `Some(None)` when null or blank.
     pub(crate) fn optional_text(&mut self, field: &str, max: usize) -> Option<Option<String>> {
         match self.map.get(field)? {

@@ -2,7 +2,7 @@
 //! `/api/v1/organisations/{id}/master-api-keys/`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::admin::{ApiKeyUpdate, NewApiKey, NewOrganisation, OrganisationUpdate};
@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use super::{Form, MAX_NAME, after_write, organisation_dto, page_of, paginated};
 use crate::auth::{Actor, api_key_hash};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -105,7 +105,7 @@ async fn change(
     actor.write(id)?;
     let mut form = Form::new(&body)?;
     let update = OrganisationUpdate {
-        name: form.optional_text("name", MAX_NAME).flatten(),
+        name: form.changed_text("name", MAX_NAME),
         persist_trait_data: form.flag("persist_trait_data"),
         feature_analytics: form.flag("feature_analytics"),
         stop_serving_flags: form.flag("stop_serving_flags"),
@@ -273,7 +273,7 @@ async fn change_key(
     let current = key_of(&state, id, &prefix).await?;
     let mut form = Form::new(&body)?;
     let update = ApiKeyUpdate {
-        name: form.optional_text("name", 50).flatten(),
+        name: form.changed_text("name", 50),
         revoked: form.flag("revoked"),
         expires_at: form.datetime("expiry_date"),
     };

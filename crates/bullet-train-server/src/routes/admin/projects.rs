@@ -1,7 +1,7 @@
 //! Projects: `/api/v1/projects/` (a plain list, `?organisation=`).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::admin::{NewProject, ProjectUpdate};
@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::{Form, MAX_NAME, after_write, must_exist, project_dto, project_for};
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -117,7 +117,7 @@ async fn change(
     project_for(&state, &actor, id, true).await?;
     let mut form = Form::new(&body)?;
     let update = ProjectUpdate {
-        name: form.optional_text("name", MAX_NAME).flatten(),
+        name: form.changed_text("name", MAX_NAME),
         hide_disabled_flags: form.flag("hide_disabled_flags"),
         enable_realtime_updates: form.flag("enable_realtime_updates"),
     };

@@ -2,7 +2,7 @@
 //! every operator of the engine.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::admin::{NewSegment, SegmentQuery};
@@ -16,7 +16,7 @@ use super::{
 };
 use crate::auth::Actor;
 use crate::error::ApiResult;
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_protocol::Value;
 use bullet_train_protocol::admin as dto;
@@ -26,7 +26,7 @@ use super::{
 };
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{JsonBody, Params};
+use crate::extract::{JsonBody, Params, Path};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
