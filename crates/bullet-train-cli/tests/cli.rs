@@ -225,3 +225,97 @@ async fn migrate_applies_migrations_once() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported database URL"));
 }
+
+#[tokio::test]
+async fn serve_is_configured_by_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("from-env.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .arg("serve")
+        .env("BULLET_TRAIN_BIND", "127.0.0.1:0")
+        .env(
+            "BULLET_TRAIN_DATABASE_URL",
+            format!("sqlite://{}", database.display()),
+        )
+        .env("BULLET_TRAIN_ADMIN_TOKEN", "token-from-the-environment")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (banner, url) = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut banner = Vec::new();
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("server exited");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return (banner, url.to_owned());
+            }
+            banner.push(line);
+        }
+    })
+    .await
+    .expect("server did not start");
+    // A configured token: none is generated.
+    assert!(
+        !banner.iter().any(|l| l.contains("admin token")),
+        "{banner:?}"
+    );
+    assert!(url.starts_with("http://127.0.0.1:") && !url.ends_with(":8000"));
+    let url = url.as_str();
+    let http = reqwest::Client::new();
+    assert_eq!(
+        import(&http, url, "token-from-the-environment").await,
+        reqwest::StatusCode::CREATED
+    );
+    assert!(database.exists(), "the database is where the variable says");
+    child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn no_migrate_refuses_an_unmigrated_database_and_serves_a_migrated_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("bt.db").display());
+    let serve = |url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+            .args([
+                "serve",
+                "--no-migrate",
+                "--bind",
+                "127.0.0.1:0",
+                "--database-url",
+                url,
+            ])
+            .env_remove("BULLET_TRAIN_ADMIN_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve(&url).wait_with_output().await.unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("bullet-train migrate"), "{message}");
+
+    let migrated = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .args(["migrate", "--database-url", &url])
+        .output()
+        .await
+        .unwrap();
+    assert!(migrated.status.success());
+    let mut child = serve(&url);
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("server exited");
+            if line.starts_with("listening on ") {
+                return line;
+            }
+        }
+    })
+    .await
+    .expect("server did not start");
+    assert!(listening.starts_with("listening on http://127.0.0.1:"));
+    child.kill().await.unwrap();
+}

@@ -94,6 +94,14 @@ impl Server {
         let store = open_store(&config.database_url).await?;
         if config.migrate {
             store.migrate().await.context("applying migrations")?;
+        } else {
+            let pending = store.pending_migrations().await?;
+            if !pending.is_empty() {
+                anyhow::bail!(
+                    "the database lacks migrations {pending:?} of this release: run \
+                     `bullet-train migrate` first, or start without --no-migrate"
+                );
+            }
         }
         let (sha256, generated_admin_token) = match &config.admin_token {
             Some(token) => (Sha256::digest(token.as_bytes()).into(), None),

@@ -102,6 +102,9 @@ pub struct ServerKeyUpdate {
 pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     /// Applies pending migrations.
     async fn migrate(&self) -> Result<()>;
+    /// The versions of this binary's migrations the database has not applied (all of them for an
+    /// empty database).
+    async fn pending_migrations(&self) -> Result<Vec<i64>>;
 
     /// A value of the key-value settings table.
     async fn meta(&self, key: &str) -> Result<Option<String>>;

@@ -1027,6 +1027,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn pending_migrations(&self) -> Result<Vec<i64>> {
+                let applied: Vec<i64> =
+                    match sqlx::query("SELECT version FROM _sqlx_migrations WHERE success")
+                        .fetch_all(&self.read)
+                        .await
+                    {
+                        Ok(rows) => rows
+                            .iter()
+                            .map(|row| row.try_get("version"))
+                            .collect::<std::result::Result<_, _>>()?,
+                        // No migration table: nothing was ever applied.
+                        Err(sqlx::Error::Database(_)) => Vec::new(),
+                        Err(e) => return Err(e.into()),
+                    };
+                Ok(super::MIGRATIONS
+                    .iter()
+                    .map(|(version, _, _)| *version)
+                    .filter(|version| !applied.contains(version))
+                    .collect())
+            }
+
             async fn meta(&self, key: &str) -> Result<Option<String>> {
                 Ok(sqlx::query("SELECT value FROM meta WHERE key = $1")
                     .bind(key)

@@ -1099,33 +1099,40 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
     );
 }
 
-store_test!(identity_pages_past_the_counted_ten_thousand_stay_reachable, |store| {
-    use bullet_train_store::admin::IdentityQuery;
-    use bullet_train_store::model::Page;
+store_test!(
+    identity_pages_past_the_counted_ten_thousand_stay_reachable,
+    |store| {
+        use bullet_train_store::admin::IdentityQuery;
+        use bullet_train_store::model::Page;
 
-    let env = store
-        .import_document(&sample())
-        .await
-        .unwrap()
-        .environment_id;
-    let identities: Vec<(String, Vec<TraitChange>)> = (0..10_050)
-        .map(|i| (format!("user-{i:05}"), Vec::new()))
-        .collect();
-    store.write_traits(env, &identities).await.unwrap();
-    let page = |number| IdentityQuery {
-        search: None,
-        exact: false,
-        page: Some(Page { number, size: 1000 }),
-    };
-    // The count stops at 10,000...
-    let first = store.identities(env, &page(1)).await.unwrap();
-    assert_eq!((first.items.len(), first.total), (1000, 10_000));
-    // ...but a page beyond it counts as far as it reaches, so it exists and ends the list (the
-    // sample's own identity, with overrides, comes first).
-    let last = store.identities(env, &page(11)).await.unwrap();
-    assert_eq!((last.items.len(), last.total), (51, 10_051));
-    assert_eq!(last.items[50].identifier, "user-10049");
-    let tenth = store.identities(env, &page(10)).await.unwrap();
-    assert_eq!(tenth.items.len(), 1000);
-    assert!(tenth.total > 10_000, "page 11 is announced: {}", tenth.total);
-});
+        let env = store
+            .import_document(&sample())
+            .await
+            .unwrap()
+            .environment_id;
+        let identities: Vec<(String, Vec<TraitChange>)> = (0..10_050)
+            .map(|i| (format!("user-{i:05}"), Vec::new()))
+            .collect();
+        store.write_traits(env, &identities).await.unwrap();
+        let page = |number| IdentityQuery {
+            search: None,
+            exact: false,
+            page: Some(Page { number, size: 1000 }),
+        };
+        // The count stops at 10,000...
+        let first = store.identities(env, &page(1)).await.unwrap();
+        assert_eq!((first.items.len(), first.total), (1000, 10_000));
+        // ...but a page beyond it counts as far as it reaches, so it exists and ends the list (the
+        // sample's own identity, with overrides, comes first).
+        let last = store.identities(env, &page(11)).await.unwrap();
+        assert_eq!((last.items.len(), last.total), (51, 10_051));
+        assert_eq!(last.items[50].identifier, "user-10049");
+        let tenth = store.identities(env, &page(10)).await.unwrap();
+        assert_eq!(tenth.items.len(), 1000);
+        assert!(
+            tenth.total > 10_000,
+            "page 11 is announced: {}",
+            tenth.total
+        );
+    }
+);

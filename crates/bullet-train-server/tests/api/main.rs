@@ -8,6 +8,7 @@ mod compat_node;
 mod document;
 mod errors;
 mod flags;
+mod health;
 mod helpers;
 mod identities;
 mod legacy;

@@ -74,6 +74,17 @@ async fn sends_keep_alives_and_refuses_unknown_keys() {
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
+    // Streams are addressed by client key only: a server-side key in the path names nothing.
+    let server_key = app.server_key(KEY).await;
+    let by_server_key = app
+        .request(
+            Method::GET,
+            &format!("/sse/environments/{server_key}/stream"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_server_key.status(), 404);
 }
 
 #[tokio::test]

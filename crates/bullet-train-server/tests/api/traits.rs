@@ -103,35 +103,90 @@ async fn increment_a_trait() {
     );
 }
 
+/// Sends a trait write: `traits/bulk/` takes PUT, the others POST.
+async fn write(app: &TestApp, path: &str, key: &str, body: &Value) -> (u16, Value) {
+    let method = if path.ends_with("bulk/") {
+        Method::PUT
+    } else {
+        Method::POST
+    };
+    let response = app.sdk(method, path, key).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Every SDK route that stores traits, with a body writing trait `k` of identity `x`.
+fn trait_writes() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "/api/v1/traits/",
+            json!({"identity": {"identifier": "x"}, "trait_key": "k", "trait_value": 1}),
+        ),
+        (
+            "/api/v1/traits/bulk/",
+            json!([{"identity": {"identifier": "x"}, "trait_key": "k", "trait_value": 1}]),
+        ),
+        (
+            "/api/v1/traits/increment-value/",
+            json!({"identifier": "x", "trait_key": "k", "increment_by": 1}),
+        ),
+        ("/api/v1/identities/x/traits/k", json!({"trait_value": 1})),
+    ]
+}
+
 #[tokio::test]
 async fn trait_writes_follow_the_environment_settings() {
     let app = TestApp::empty().await;
     let mut document = sample();
     document["allow_client_traits"] = json!(false);
     app.import(&document).await;
-    let body = json!({"identity": {"identifier": "x"}, "trait_key": "k", "trait_value": 1});
-    let (status, error) = app.post_json("/api/v1/traits/", KEY, &body).await;
-    assert_eq!(
-        (status, error),
-        (
-            400,
-            json!({"non_field_errors": ["Setting traits not allowed with client key."]})
-        )
-    );
     let server = app.server_key(KEY).await;
-    let (status, _) = app.post_json("/api/v1/traits/", &server, &body).await;
-    assert_eq!(status, 200);
+    for (path, body) in trait_writes() {
+        let (status, error) = write(&app, path, KEY, &body).await;
+        assert_eq!(
+            (status, error),
+            (
+                400,
+                json!({"non_field_errors": ["Setting traits not allowed with client key."]})
+            ),
+            "{path}"
+        );
+        assert!(traits_of(&app, "x").await.is_empty(), "{path}");
+    }
+    // A server-side key may still write them.
+    for (path, body) in trait_writes() {
+        let (status, answer) = write(&app, path, &server, &body).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    assert_eq!(traits_of(&app, "x").await.len(), 1);
 
     document["project"]["organisation"]["persist_trait_data"] = json!(false);
     app.import(&document).await;
-    let (status, error) = app.post_json("/api/v1/traits/", &server, &body).await;
-    assert_eq!(
-        (status, error),
-        (
-            403,
-            json!({"detail": "Organisation is not authorised to store traits."})
-        )
-    );
+    for (path, body) in trait_writes() {
+        let (status, error) = write(&app, path, &server, &body).await;
+        assert_eq!(
+            (status, error),
+            (
+                403,
+                json!({"detail": "Organisation is not authorised to store traits."})
+            ),
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn increments_need_a_number() {
+    let app = TestApp::sample().await;
+    for increment_by in [json!("1"), json!(null), json!(true), json!([1])] {
+        let body = json!({"identifier": "y", "trait_key": "hits", "increment_by": increment_by});
+        let (status, error) = app
+            .post_json("/api/v1/traits/increment-value/", KEY, &body)
+            .await;
+        assert_eq!(status, 400, "{increment_by}: {error}");
+        assert!(error["increment_by"][0].is_string(), "{error}");
+    }
+    assert!(traits_of(&app, "y").await.is_empty(), "nothing was stored");
 }
 
 #[tokio::test]
