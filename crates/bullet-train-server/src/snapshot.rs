@@ -100,8 +100,10 @@ pub(crate) struct EnvSnapshot {
     pub(crate) engine: bullet_train_engine::Snapshot,
     /// `X-Flagsmith-Document-Updated-At`: float seconds.
     pub(crate) updated_at_header: HeaderValue,
-    /// `Last-Modified` of the environment document.
+    /// `Last-Modified` of the environment document (the second of `updated_at`).
     pub(crate) last_modified: HeaderValue,
+    /// The second before: what `Last-Modified` says while the second of `updated_at` is not over.
+    pub(crate) last_modified_early: HeaderValue,
     /// Whole seconds of `updated_at`, for `If-Modified-Since`.
     pub(crate) last_modified_secs: u64,
     pub(crate) document: Bytes,
@@ -305,10 +307,14 @@ impl EnvSnapshot {
         let updated_at_header = HeaderValue::from_str(&float_seconds(environment.updated_at))
             .unwrap_or(HeaderValue::from_static("0.0"));
         let last_modified_secs = environment.updated_at.max(0) as u64 / 1_000_000;
-        let last_modified = HeaderValue::from_str(&httpdate::fmt_http_date(
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(last_modified_secs),
-        ))
-        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"));
+        let http_date = |secs: u64| {
+            HeaderValue::from_str(&httpdate::fmt_http_date(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            ))
+            .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+        };
+        let last_modified = http_date(last_modified_secs);
+        let last_modified_early = http_date(last_modified_secs.saturating_sub(1));
         let document_bytes = frozen(serde_json::to_vec(&document).unwrap_or_default());
 
         let mut snapshot = EnvSnapshot {
@@ -323,6 +329,7 @@ impl EnvSnapshot {
             engine,
             updated_at_header,
             last_modified,
+            last_modified_early,
             last_modified_secs,
             document: document_bytes,
             flags_client: Bytes::new(),

@@ -20,19 +20,33 @@ pub(crate) async fn get(sdk: Sdk, headers: HeaderMap) -> ApiResult<Response> {
         return Err(ApiError::Forbidden("Invalid or missing Environment key"));
     }
     let snapshot = &sdk.snapshot;
-    let unchanged = headers
-        .get(IF_MODIFIED_SINCE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| httpdate::parse_http_date(v).ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .is_some_and(|since| snapshot.last_modified_secs <= since.as_secs());
+    // HTTP dates have whole seconds. While the second of the last change is not over, another
+    // change may still come within it, with the same date: a client holding the first would then
+    // be told "not modified" about the second. So until that second ends, no 304 is given and
+    // `Last-Modified` says the second before (a conservative date the next poll moves past).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let settled = now > snapshot.last_modified_secs;
+    let unchanged = settled
+        && headers
+            .get(IF_MODIFIED_SINCE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| httpdate::parse_http_date(v).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|since| snapshot.last_modified_secs <= since.as_secs());
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         json_bytes(StatusCode::OK, snapshot.document.clone())
     };
     let headers = response.headers_mut();
-    headers.insert(LAST_MODIFIED, snapshot.last_modified.clone());
+    let last_modified = if settled {
+        &snapshot.last_modified
+    } else {
+        &snapshot.last_modified_early
+    };
+    headers.insert(LAST_MODIFIED, last_modified.clone());
     headers.insert(UPDATED_AT, snapshot.updated_at_header.clone());
     Ok(response)
 }

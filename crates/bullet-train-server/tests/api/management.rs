@@ -1198,6 +1198,339 @@ async fn webhook_states_carry_multivariate_allocations_and_are_unsigned_without_
 }
 
 #[tokio::test]
+async fn bad_input_to_every_other_resource_is_a_400_that_leaves_nothing_behind() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let prod_key = key(&w.prod);
+    let feature = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({
+        "name": "checkout", "multivariate_options": [
+            {"type": "unicode", "string_value": "express", "default_percentage_allocation": 25}]})),
+    )
+    .await;
+    let feature_id = feature["id"].as_i64().unwrap();
+    let option = feature["multivariate_options"][0]["id"].clone();
+    let segment = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/segments/", w.project),
+        Some(json!({
+        "name": "pros", "rules": [{"type": "ALL", "conditions": [
+            {"operator": "EQUAL", "property": "plan", "value": "pro"}]}]})),
+    )
+    .await;
+    let (_, pat) = app
+        .post_json(
+            "/api/v1/identities/",
+            &prod_key,
+            &json!({"identifier": "pat"}),
+        )
+        .await;
+    assert_eq!(pat["identifier"], "pat");
+    let identities = ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/environments/{prod_key}/identities/?q=pat"),
+        None,
+    )
+    .await;
+    let pat_id = identities["results"][0]["id"].as_i64().unwrap();
+    let audit_count = || async {
+        ok(&app, Method::GET, "/api/v1/audit/", None).await["count"]
+            .as_i64()
+            .unwrap()
+    };
+    let audited = audit_count().await;
+
+    let override_path =
+        format!("/api/v1/environments/{prod_key}/features/{feature_id}/create-segment-override/");
+    let cases: Vec<(Method, String, Value, &str)> = vec![
+        (
+            Method::POST,
+            "/api/v1/organisations/".into(),
+            json!({"name": ""}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/organisations/".into(),
+            json!({"name": 7}),
+            "name",
+        ),
+        (
+            Method::POST,
+            "/api/v1/projects/".into(),
+            json!({"name": "P"}),
+            "organisation",
+        ),
+        (
+            Method::POST,
+            "/api/v1/projects/".into(),
+            json!({"name": "P", "organisation": "x"}),
+            "organisation",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/organisations/{}/master-api-keys/", w.organisation),
+            json!({"name": "k", "expiry_date": "not a date"}),
+            "expiry_date",
+        ),
+        (
+            Method::POST,
+            "/api/v1/features/feature-segments/".into(),
+            json!({"feature": feature_id, "environment": w.prod["id"]}),
+            "segment",
+        ),
+        // A refused allocation must not leave the segment link behind.
+        (
+            Method::POST,
+            override_path.clone(),
+            json!({"feature_segment": {"segment": segment["id"]},
+            "multivariate_feature_state_values": [
+                {"multivariate_feature_option": option, "percentage_allocation": 101}]}),
+            "multivariate_feature_state_values",
+        ),
+        (
+            Method::POST,
+            override_path.clone(),
+            json!({"feature_segment": {"segment": segment["id"], "priority": -1}}),
+            "feature_segment",
+        ),
+        (
+            Method::POST,
+            override_path.clone(),
+            json!({"feature_segment": {"segment": "pros"}}),
+            "feature_segment",
+        ),
+        (
+            Method::POST,
+            override_path.clone(),
+            json!({"enabled": true}),
+            "feature_segment",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/environments/{prod_key}/identities/{pat_id}/featurestates/"),
+            json!({"feature_state_value": "x"}),
+            "feature",
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/environments/{prod_key}/identities/{pat_id}/featurestates/"),
+            json!({"feature": feature_id, "feature_state_value": {"nested": true}}),
+            "feature_state_value",
+        ),
+    ];
+    for (method, path, body, field) in &cases {
+        let (status, error) = call(&app, method.clone(), path, Some(body.clone())).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {error}");
+        assert!(
+            error.get(*field).is_some(),
+            "{method} {path} {body}: {error} names {field}"
+        );
+    }
+    let (status, error) = call(
+        &app,
+        Method::POST,
+        "/api/v1/features/feature-segments/update-priorities/",
+        Some(json!({"id": 1, "priority": 0})),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+
+    // Nothing was created or changed by any of them.
+    let links = ok(
+        &app,
+        Method::GET,
+        &format!(
+            "/api/v1/features/feature-segments/?environment={}&feature={feature_id}",
+            w.prod["id"]
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(links["count"], 0, "{links}");
+    let overrides = ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/environments/{prod_key}/identities/{pat_id}/featurestates/"),
+        None,
+    )
+    .await;
+    assert_eq!(overrides.as_array().map_or(0, Vec::len), 0, "{overrides}");
+    let organisations = ok(&app, Method::GET, "/api/v1/organisations/", None).await;
+    assert_eq!(organisations["count"], 1);
+    assert_eq!(audit_count().await, audited);
+}
+
+#[tokio::test]
+async fn an_organisation_key_reaches_nothing_of_another_organisation() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let prod_key = key(&w.prod);
+    let feature = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "banner"})),
+    )
+    .await;
+    let segment = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/segments/", w.project),
+        Some(json!({
+        "name": "pros", "rules": [{"type": "ALL", "conditions": [
+            {"operator": "EQUAL", "property": "plan", "value": "pro"}]}]})),
+    )
+    .await;
+    app.post_json(
+        "/api/v1/identities/",
+        &prod_key,
+        &json!({"identifier": "pat"}),
+    )
+    .await;
+    // A key of another organisation, with admin rights there.
+    let other = ok(
+        &app,
+        Method::POST,
+        "/api/v1/organisations/",
+        Some(json!({"name": "Other"})),
+    )
+    .await;
+    let stranger = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/organisations/{}/master-api-keys/", other["id"]),
+        Some(json!({"name": "theirs"})),
+    )
+    .await;
+    let stranger = format!("Api-Key {}", stranger["key"].as_str().unwrap());
+    let attempts: Vec<(Method, String, Option<Value>)> = vec![
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/"),
+            None,
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/environments/{prod_key}/"),
+            Some(json!({"name": "x"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/document/"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/identities/"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/environments/{prod_key}/identities/"),
+            Some(json!({"identifier": "eve"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/featurestates/"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/webhooks/"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/environments/{prod_key}/webhooks/"),
+            Some(json!({"url": "http://127.0.0.1:9/"})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/environments/{prod_key}/api-keys/"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/projects/{}/segments/", w.project),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/projects/{}/segments/{}/", w.project, segment["id"]),
+            None,
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/projects/{}/features/{}/", w.project, feature["id"]),
+            None,
+        ),
+        (
+            Method::POST,
+            "/api/v1/features/feature-segments/".into(),
+            Some(json!({
+            "feature": feature["id"], "segment": segment["id"], "environment": w.prod["id"]})),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/projects/{}/audit/", w.project),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/audit/?project={}", w.project),
+            None,
+        ),
+    ];
+    for (method, path, body) in attempts {
+        let mut request = app
+            .request(method.clone(), &path)
+            .header("Authorization", &stranger);
+        if let Some(body) = &body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        // Either refused or, for lists across organisations, empty.
+        let empty = status == 200 && answer["count"] == 0;
+        assert!(
+            status == 403 || status == 404 || empty,
+            "{method} {path}: {status} {answer}"
+        );
+    }
+    // The organisation list shows the key's own organisation only.
+    let request = app
+        .request(Method::GET, "/api/v1/organisations/")
+        .header("Authorization", &stranger);
+    let listed: Value = request.send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["count"], 1);
+    assert_eq!(listed["results"][0]["name"], "Other");
+    // Everything is still there.
+    let segments = ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/projects/{}/segments/", w.project),
+        None,
+    )
+    .await;
+    assert_eq!(segments["count"], 1);
+    let environment = ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/environments/{prod_key}/"),
+        None,
+    )
+    .await;
+    assert_eq!(environment["name"], "Production");
+}
+
+#[tokio::test]
 async fn a_blank_name_in_an_update_is_refused() {
     let app = TestApp::empty().await;
     let w = world(&app).await;

@@ -678,13 +678,32 @@ async fn create_segment_override(
     let mut form = Form::new(&body)?;
     let (segment, priority) = match form.raw("feature_segment") {
         Some(serde_json::Value::Object(link)) => {
-            let segment = link.get("segment").and_then(serde_json::Value::as_i64);
-            let priority = link.get("priority").and_then(serde_json::Value::as_i64);
-            if segment.is_none() {
-                form.nested(
-                    "feature_segment",
-                    json!({"segment": ["This field is required."]}),
-                );
+            let mut errors = serde_json::Map::new();
+            let segment = match link.get("segment") {
+                None | Some(serde_json::Value::Null) => {
+                    errors.insert("segment".into(), json!(["This field is required."]));
+                    None
+                }
+                Some(raw) => raw.as_i64().or_else(|| {
+                    errors.insert(
+                        "segment".into(),
+                        json!(["Incorrect type. Expected pk value."]),
+                    );
+                    None
+                }),
+            };
+            let priority = match link.get("priority") {
+                None | Some(serde_json::Value::Null) => None,
+                Some(raw) => raw.as_i64().filter(|p| *p >= 0).or_else(|| {
+                    errors.insert(
+                        "priority".into(),
+                        json!(["A valid non-negative integer is required."]),
+                    );
+                    None
+                }),
+            };
+            if !errors.is_empty() {
+                form.nested("feature_segment", serde_json::Value::Object(errors));
             }
             (segment, priority)
         }
