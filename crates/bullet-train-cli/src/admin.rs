@@ -216,6 +216,35 @@ pub(crate) enum FeatureCommand {
         #[arg(long = "option")]
         options: Vec<String>,
     },
+    /// Renames a feature or changes its description or visibility.
+    Update {
+        feature: String,
+        #[arg(long)]
+        project: String,
+        /// The new name.
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Hidden from client keys (`true`) or not (`false`).
+        #[arg(long)]
+        server_key_only: Option<bool>,
+    },
+    /// Adds a multivariate option, `VALUE[:PERCENT[:KEY]]` (the default allocation in every
+    /// environment).
+    AddOption {
+        feature: String,
+        option: String,
+        #[arg(long)]
+        project: String,
+    },
+    /// Removes a multivariate option, by value or key.
+    RemoveOption {
+        feature: String,
+        option: String,
+        #[arg(long)]
+        project: String,
+    },
     /// Deletes a feature.
     Delete {
         feature: String,
@@ -308,6 +337,26 @@ pub(crate) enum SegmentCommand {
         #[arg(long)]
         description: Option<String>,
     },
+    /// Renames a segment, changes its description, or replaces its rules (`--rule` conditions or a
+    /// `--rules-file`).
+    Update {
+        segment: String,
+        #[arg(long)]
+        project: String,
+        /// The new name.
+        #[arg(long)]
+        name: Option<String>,
+        /// `PROPERTY OPERATOR VALUE`, `PROPERTY IS_SET`, or `PERCENTAGE_SPLIT PERCENT` (repeatable).
+        #[arg(long = "rule")]
+        rules: Vec<String>,
+        /// How the `--rule` conditions combine.
+        #[arg(long = "match", value_enum, default_value_t = Match::All)]
+        matching: Match,
+        #[arg(long)]
+        rules_file: Option<PathBuf>,
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Deletes a segment (and its overrides).
     Delete {
         segment: String,
@@ -342,6 +391,9 @@ pub(crate) enum OverrideCommand {
         /// Enable the flag for the segment (otherwise it is disabled).
         #[arg(long)]
         enabled: bool,
+        /// The segment's multivariate split, `OPTION=PERCENT` by option value or key (repeatable).
+        #[arg(long = "split")]
+        allocations: Vec<String>,
     },
     /// Removes a segment override.
     Delete {
@@ -520,6 +572,96 @@ fn typed(value: &Value) -> Value {
         Value::Null => json!({"type": "unicode", "string_value": null}),
         other => json!({"type": "unicode", "string_value": cell(other)}),
     }
+}
+
+/// Columns of a multivariate option.
+const OPTION_COLUMNS: [(&str, &str); 4] = [
+    ("id", "id"),
+    ("type", "type"),
+    ("key", "key"),
+    ("allocation", "default_percentage_allocation"),
+];
+
+/// A multivariate option's request body from `VALUE[:PERCENT[:KEY]]`.
+fn option_body(option: &str) -> CliResult<Value> {
+    let mut parts = option.splitn(3, ':');
+    let value = parse_value(parts.next().unwrap_or(""), ValueKind::Auto)?;
+    let percent = match parts.next() {
+        Some(p) => p
+            .parse::<f64>()
+            .map_err(|_| CliError::Usage(format!("bad percentage in option {option:?}")))?,
+        None => 0.0,
+    };
+    let mut body = typed(&value);
+    body["default_percentage_allocation"] = json!(percent);
+    if let Some(key) = parts.next() {
+        body["key"] = json!(key);
+    }
+    Ok(body)
+}
+
+/// The option of `options` with key or value `name`.
+fn find_option<'a>(options: &'a [Value], name: &str) -> Option<&'a Value> {
+    options.iter().find(|o| {
+        o["key"].as_str() == Some(name)
+            || cell(&o["string_value"]) == name
+            || cell(&o["integer_value"]) == name
+            || cell(&o["boolean_value"]) == name
+    })
+}
+
+/// Multivariate allocations of `feature` from `OPTION=PERCENT` arguments.
+fn split(feature: &Value, allocations: &[String]) -> CliResult<Vec<Value>> {
+    let options = feature["multivariate_options"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    allocations
+        .iter()
+        .map(|allocation| {
+            let (name, percent) = allocation.rsplit_once('=').ok_or_else(|| {
+                CliError::Usage(format!("use OPTION=PERCENT, not {allocation:?}"))
+            })?;
+            let percent: f64 = percent
+                .parse()
+                .map_err(|_| CliError::Usage(format!("bad percentage in {allocation:?}")))?;
+            let option = find_option(&options, name).ok_or_else(|| {
+                CliError::Usage(format!("no option {name:?} of {}", cell(&feature["name"])))
+            })?;
+            Ok(json!({"multivariate_feature_option": option["id"], "percentage_allocation": percent}))
+        })
+        .collect()
+}
+
+/// A segment's rules from `--rule` conditions (combined by `matching`) or a `--rules-file`;
+/// `None` when neither is given.
+fn segment_rules(
+    rules: &[String],
+    matching: Match,
+    rules_file: Option<&std::path::Path>,
+) -> CliResult<Option<Value>> {
+    if let Some(path) = rules_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+        let rules = serde_json::from_str::<Value>(&text)
+            .map_err(|e| CliError::Usage(format!("{} is not JSON: {e}", path.display())))?;
+        return Ok(Some(rules));
+    }
+    if rules.is_empty() {
+        return Ok(None);
+    }
+    let conditions = rules
+        .iter()
+        .map(|r| parse_condition(r))
+        .collect::<CliResult<Vec<_>>>()?;
+    let kind = match matching {
+        Match::All => "ALL",
+        Match::Any => "ANY",
+        Match::None => "NONE",
+    };
+    Ok(Some(
+        json!([{"type": kind, "rules": [], "conditions": conditions}]),
+    ))
 }
 
 /// Parses one `--rule`.
@@ -917,6 +1059,22 @@ impl Context {
         Ok(())
     }
 
+    /// PATCHes the fields given (a usage error when there are none) and shows the result.
+    async fn patch_fields(
+        &self,
+        path: &str,
+        fields: serde_json::Map<String, Value>,
+        usage: &str,
+        columns: &[(&str, &str)],
+    ) -> CliResult<()> {
+        if fields.is_empty() {
+            return Err(CliError::Usage(usage.into()));
+        }
+        let updated = self.client.patch(path, &Value::Object(fields)).await?;
+        self.created(&updated, "id", columns);
+        Ok(())
+    }
+
     async fn features(&self, command: FeatureCommand) -> CliResult<()> {
         let columns = [
             ("id", "id"),
@@ -945,23 +1103,10 @@ impl Context {
                 options,
             } => {
                 let project = self.project_id(&project).await?;
-                let mut parsed = Vec::new();
-                for option in &options {
-                    let mut parts = option.splitn(3, ':');
-                    let value = parse_value(parts.next().unwrap_or(""), ValueKind::Auto)?;
-                    let percent = match parts.next() {
-                        Some(p) => p.parse::<f64>().map_err(|_| {
-                            CliError::Usage(format!("bad percentage in option {option:?}"))
-                        })?,
-                        None => 0.0,
-                    };
-                    let mut body = typed(&value);
-                    body["default_percentage_allocation"] = json!(percent);
-                    if let Some(key) = parts.next() {
-                        body["key"] = json!(key);
-                    }
-                    parsed.push(body);
-                }
+                let parsed = options
+                    .iter()
+                    .map(|o| option_body(o))
+                    .collect::<CliResult<Vec<_>>>()?;
                 let body = json!({"name": name, "initial_value": value, "default_enabled": enabled,
                     "description": description, "is_server_key_only": server_key_only,
                     "multivariate_options": parsed});
@@ -970,6 +1115,74 @@ impl Context {
                     .post(&format!("/api/v1/projects/{project}/features/"), &body)
                     .await?;
                 self.created(&created, "id", &columns);
+            }
+            FeatureCommand::Update {
+                feature,
+                project,
+                name,
+                description,
+                server_key_only,
+            } => {
+                let project = self.project_id(&project).await?;
+                let feature = self.feature(project, &feature).await?;
+                let mut body = serde_json::Map::new();
+                if let Some(name) = name {
+                    body.insert("name".into(), json!(name));
+                }
+                if let Some(description) = description {
+                    body.insert("description".into(), json!(description));
+                }
+                if let Some(hidden) = server_key_only {
+                    body.insert("is_server_key_only".into(), json!(hidden));
+                }
+                self.patch_fields(
+                    &format!("/api/v1/projects/{project}/features/{}/", feature["id"]),
+                    body,
+                    "give --name, --description or --server-key-only",
+                    &columns,
+                )
+                .await?;
+            }
+            FeatureCommand::AddOption {
+                feature,
+                option,
+                project,
+            } => {
+                let project = self.project_id(&project).await?;
+                let feature = self.feature(project, &feature).await?;
+                let created = self
+                    .client
+                    .post(
+                        &format!(
+                            "/api/v1/projects/{project}/features/{}/mv-options/",
+                            feature["id"]
+                        ),
+                        &option_body(&option)?,
+                    )
+                    .await?;
+                self.created(&created, "id", &OPTION_COLUMNS);
+            }
+            FeatureCommand::RemoveOption {
+                feature,
+                option,
+                project,
+            } => {
+                let project = self.project_id(&project).await?;
+                let feature = self.feature(project, &feature).await?;
+                let options = feature["multivariate_options"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                let found = find_option(&options, &option).ok_or_else(|| {
+                    CliError::Usage(format!("no option {option:?} of {}", feature["name"]))
+                })?;
+                self.client
+                    .delete(&format!(
+                        "/api/v1/projects/{project}/features/{}/mv-options/{}/",
+                        feature["id"], found["id"]
+                    ))
+                    .await?;
+                self.done("removed");
             }
             FeatureCommand::Delete { feature, project } => {
                 let project = self.project_id(&project).await?;
@@ -1064,31 +1277,7 @@ impl Context {
                 allocations,
             } => {
                 let (state, f) = self.default_state(&environment, &feature).await?;
-                let options = f["multivariate_options"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                let mut values = Vec::new();
-                for allocation in &allocations {
-                    let (name, percent) = allocation.rsplit_once('=').ok_or_else(|| {
-                        CliError::Usage(format!("use OPTION=PERCENT, not {allocation:?}"))
-                    })?;
-                    let percent: f64 = percent.parse().map_err(|_| {
-                        CliError::Usage(format!("bad percentage in {allocation:?}"))
-                    })?;
-                    let option = options
-                        .iter()
-                        .find(|o| {
-                            o["key"].as_str() == Some(name)
-                                || cell(&o["string_value"]) == name
-                                || cell(&o["integer_value"]) == name
-                                || cell(&o["boolean_value"]) == name
-                        })
-                        .ok_or_else(|| {
-                            CliError::Usage(format!("no option {name:?} of {feature}"))
-                        })?;
-                    values.push(json!({"multivariate_feature_option": option["id"], "percentage_allocation": percent}));
-                }
+                let values = split(&f, &allocations)?;
                 let updated = self
                     .client
                     .patch(
@@ -1166,33 +1355,10 @@ impl Context {
                 description,
             } => {
                 let project = self.project_id(&project).await?;
-                let rules = match rules_file {
-                    Some(path) => {
-                        let text = std::fs::read_to_string(&path).map_err(|e| {
-                            CliError::Usage(format!("cannot read {}: {e}", path.display()))
-                        })?;
-                        serde_json::from_str::<Value>(&text).map_err(|e| {
-                            CliError::Usage(format!("{} is not JSON: {e}", path.display()))
-                        })?
-                    }
-                    None if rules.is_empty() => {
-                        return Err(CliError::Usage(
-                            "give --rule conditions or a --rules-file".into(),
-                        ));
-                    }
-                    None => {
-                        let conditions = rules
-                            .iter()
-                            .map(|r| parse_condition(r))
-                            .collect::<CliResult<Vec<_>>>()?;
-                        let kind = match matching {
-                            Match::All => "ALL",
-                            Match::Any => "ANY",
-                            Match::None => "NONE",
-                        };
-                        json!([{"type": kind, "rules": [], "conditions": conditions}])
-                    }
-                };
+                let rules =
+                    segment_rules(&rules, matching, rules_file.as_deref())?.ok_or_else(|| {
+                        CliError::Usage("give --rule conditions or a --rules-file".into())
+                    })?;
                 let created = self
                     .client
                     .post(
@@ -1201,6 +1367,35 @@ impl Context {
                     )
                     .await?;
                 self.created(&created, "id", &columns);
+            }
+            SegmentCommand::Update {
+                segment,
+                project,
+                name,
+                rules,
+                matching,
+                rules_file,
+                description,
+            } => {
+                let project = self.project_id(&project).await?;
+                let found = self.segment(project, &segment).await?;
+                let mut body = serde_json::Map::new();
+                if let Some(name) = name {
+                    body.insert("name".into(), json!(name));
+                }
+                if let Some(description) = description {
+                    body.insert("description".into(), json!(description));
+                }
+                if let Some(rules) = segment_rules(&rules, matching, rules_file.as_deref())? {
+                    body.insert("rules".into(), rules);
+                }
+                self.patch_fields(
+                    &format!("/api/v1/projects/{project}/segments/{}/", found["id"]),
+                    body,
+                    "give --name, --description, --rule conditions or a --rules-file",
+                    &columns,
+                )
+                .await?;
             }
             SegmentCommand::Delete { segment, project } => {
                 let project = self.project_id(&project).await?;
@@ -1278,6 +1473,7 @@ impl Context {
                 value,
                 kind,
                 enabled,
+                allocations,
             } => {
                 let (env, feature) = self.override_context(&environment, &feature).await?;
                 let project = env["project"].as_i64().unwrap_or_default();
@@ -1290,11 +1486,16 @@ impl Context {
                 if let Some(p) = priority {
                     link["priority"] = json!(p);
                 }
+                let mut body = json!({"feature_segment": link, "enabled": enabled, "feature_state_value": typed(&value)});
+                if !allocations.is_empty() {
+                    body["multivariate_feature_state_values"] =
+                        Value::Array(split(&feature, &allocations)?);
+                }
                 let created = self
                     .client
                     .post(
                         &format!("/api/v1/environments/{environment}/features/{}/create-segment-override/", feature["id"]),
-                        &json!({"feature_segment": link, "enabled": enabled, "feature_state_value": typed(&value)}),
+                        &body,
                     )
                     .await?;
                 let shown = json!({"segment": segment["name"], "priority": created["feature_segment"]["priority"],

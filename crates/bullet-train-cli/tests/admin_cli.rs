@@ -550,3 +550,279 @@ async fn errors_are_clear_with_exit_codes() {
     assert_eq!(unreachable.code, 3);
     assert!(unreachable.stderr.contains("cannot reach the server"));
 }
+
+/// The value `eval` gives `feature` for `identity` with `traits`.
+async fn evaluated(
+    s: &Running,
+    key: &str,
+    identity: &str,
+    traits: &[&str],
+    feature: &str,
+) -> Value {
+    let mut args = vec!["eval", "--environment", key, "--identity", identity];
+    for t in traits {
+        args.extend(["--trait", t]);
+    }
+    args.extend(["--format", "json"]);
+    let result: Value = serde_json::from_str(&ok(s, &args).await).unwrap();
+    result["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["feature"] == feature)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn features_segments_and_overrides_change_after_creation() {
+    let s = server().await;
+    ok(&s, &["organisations", "create", "Acme", "-q"]).await;
+    ok(
+        &s,
+        &["projects", "create", "Web", "--organisation", "Acme", "-q"],
+    )
+    .await;
+    let key = ok(
+        &s,
+        &[
+            "environments",
+            "create",
+            "Production",
+            "--project",
+            "Web",
+            "-q",
+        ],
+    )
+    .await;
+    let key = key.trim();
+    ok(
+        &s,
+        &[
+            "features",
+            "create",
+            "checkout",
+            "--project",
+            "Web",
+            "--value",
+            "classic",
+            "--option",
+            "express:20:express",
+            "--option",
+            "one_page:0",
+        ],
+    )
+    .await;
+
+    // Options are added and removed by value or key.
+    let added: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &[
+                "features",
+                "add-option",
+                "checkout",
+                "v2:10:v2",
+                "--project",
+                "Web",
+                "--format",
+                "json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(
+        (added["string_value"].clone(), added["key"].clone()),
+        ("v2".into(), "v2".into())
+    );
+    ok(
+        &s,
+        &[
+            "features",
+            "remove-option",
+            "checkout",
+            "one_page",
+            "--project",
+            "Web",
+        ],
+    )
+    .await;
+    let features: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &["features", "list", "--project", "Web", "--format", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    let options: Vec<Value> = features[0]["multivariate_options"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["string_value"].clone())
+        .collect();
+    assert_eq!(options, ["express", "v2"]);
+    let missing = cli(
+        &s,
+        &[
+            "features",
+            "remove-option",
+            "checkout",
+            "nope",
+            "--project",
+            "Web",
+        ],
+    )
+    .await;
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing.stderr.contains("no option \"nope\""),
+        "{}",
+        missing.stderr
+    );
+
+    // Renaming and describing a feature.
+    let updated: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &[
+                "features",
+                "update",
+                "checkout",
+                "--project",
+                "Web",
+                "--name",
+                "checkout_flow",
+                "--description",
+                "The checkout",
+                "--server-key-only",
+                "true",
+                "--format",
+                "json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(updated["name"], "checkout_flow");
+    assert_eq!(updated["description"], "The checkout");
+    assert_eq!(updated["is_server_key_only"], true);
+    let nothing = cli(
+        &s,
+        &["features", "update", "checkout_flow", "--project", "Web"],
+    )
+    .await;
+    assert_eq!(nothing.code, 2, "{}", nothing.stderr);
+
+    // A segment's rules replaced: "team" joins "pro".
+    ok(
+        &s,
+        &[
+            "segments",
+            "create",
+            "pros",
+            "--project",
+            "Web",
+            "--rule",
+            "plan EQUAL pro",
+        ],
+    )
+    .await;
+    ok(
+        &s,
+        &["flags", "enable", "checkout_flow", "--environment", key],
+    )
+    .await;
+    ok(
+        &s,
+        &[
+            "overrides",
+            "create",
+            "--environment",
+            key,
+            "--feature",
+            "checkout_flow",
+            "--segment",
+            "pros",
+            "--enabled",
+            "--split",
+            "express=100",
+        ],
+    )
+    .await;
+    let flag = evaluated(&s, key, "tess", &["plan=team"], "checkout_flow").await;
+    assert_eq!(flag["value"], "classic", "{flag}");
+    ok(
+        &s,
+        &[
+            "segments",
+            "update",
+            "pros",
+            "--project",
+            "Web",
+            "--name",
+            "payers",
+            "--rule",
+            "plan IN pro,team",
+        ],
+    )
+    .await;
+    let shown: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &[
+                "segments",
+                "show",
+                "payers",
+                "--project",
+                "Web",
+                "--format",
+                "json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(shown["rules"][0]["conditions"][0]["operator"], "IN");
+    // The override's split sends every member to the express variant.
+    let flag = evaluated(&s, key, "tess", &["plan=team"], "checkout_flow").await;
+    assert_eq!(flag["value"], "express", "{flag}");
+    let flag = evaluated(&s, key, "olga", &["plan=free"], "checkout_flow").await;
+    assert_eq!(flag["value"], "classic", "{flag}");
+
+    // Turning the flag off, then removing the override.
+    ok(
+        &s,
+        &["flags", "disable", "checkout_flow", "--environment", key],
+    )
+    .await;
+    let flags: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &["flags", "list", "--environment", key, "--format", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(flags[0]["enabled"], false, "{flags}");
+    ok(
+        &s,
+        &[
+            "overrides",
+            "delete",
+            "--environment",
+            key,
+            "--feature",
+            "checkout_flow",
+            "--segment",
+            "payers",
+        ],
+    )
+    .await;
+    let flag = evaluated(&s, key, "tess", &["plan=team"], "checkout_flow").await;
+    assert_eq!(
+        (flag["enabled"].clone(), flag["value"].clone()),
+        (false.into(), "classic".into())
+    );
+}
