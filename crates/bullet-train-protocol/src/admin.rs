@@ -128,6 +128,16 @@ schema! {
         pub hide_disabled_flags: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub enable_realtime_updates: Option<bool>,
+        /// New features' states start disabled and without a value in every environment.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub prevent_flag_defaults: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub only_allow_lower_case_feature_names: Option<bool>,
+        /// A regular expression feature names must match (from their start); null clears it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub feature_name_regex: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub stale_flags_limit_days: Option<i64>,
     }
 }
 

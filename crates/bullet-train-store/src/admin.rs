@@ -53,6 +53,27 @@ pub struct NewProject {
     pub name: String,
     pub hide_disabled_flags: bool,
     pub enable_realtime_updates: bool,
+    pub settings: ProjectSettings,
+}
+
+/// A project's feature settings (Flagsmith's names).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectSettings {
+    pub prevent_flag_defaults: bool,
+    pub only_allow_lower_case_feature_names: bool,
+    pub feature_name_regex: Option<String>,
+    pub stale_flags_limit_days: i64,
+}
+
+impl Default for ProjectSettings {
+    fn default() -> Self {
+        ProjectSettings {
+            prevent_flag_defaults: false,
+            only_allow_lower_case_feature_names: false,
+            feature_name_regex: None,
+            stale_flags_limit_days: 30,
+        }
+    }
 }
 
 /// Changes to a project.
@@ -61,6 +82,11 @@ pub struct ProjectUpdate {
     pub name: Option<String>,
     pub hide_disabled_flags: Option<bool>,
     pub enable_realtime_updates: Option<bool>,
+    pub prevent_flag_defaults: Option<bool>,
+    pub only_allow_lower_case_feature_names: Option<bool>,
+    /// `Some(None)` clears the rule.
+    pub feature_name_regex: Option<Option<String>>,
+    pub stale_flags_limit_days: Option<i64>,
 }
 
 /// A new environment (its client key is generated).

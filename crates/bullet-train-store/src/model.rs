@@ -36,6 +36,13 @@ pub struct Project {
     pub name: String,
     pub hide_disabled_flags: bool,
     pub enable_realtime_updates: bool,
+    /// New features' states start disabled and without a value, not with the feature's defaults.
+    pub prevent_flag_defaults: bool,
+    /// Feature names may not contain upper-case letters.
+    pub only_allow_lower_case_feature_names: bool,
+    /// Feature names must match this regular expression (anchored at the start) when set.
+    pub feature_name_regex: Option<String>,
+    pub stale_flags_limit_days: i64,
     pub created_at: Micros,
 }
 

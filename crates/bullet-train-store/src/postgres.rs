@@ -40,6 +40,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "foreign key indexes",
         include_str!("../migrations/postgres/0005_foreign_key_indexes.sql"),
     ),
+    (
+        6,
+        "project settings",
+        include_str!("../migrations/postgres/0006_project_settings.sql"),
+    ),
 ];
 
 /// The channel the triggers notify on.

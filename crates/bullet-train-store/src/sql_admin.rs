@@ -10,7 +10,9 @@ macro_rules! sql_admin_items {
         const ORGANISATION_COLUMNS: &str =
             "id, uuid, name, persist_trait_data, feature_analytics, stop_serving_flags, created_at";
         const PROJECT_COLUMNS: &str =
-            "id, uuid, organisation_id, name, hide_disabled_flags, enable_realtime_updates, created_at";
+            "id, uuid, organisation_id, name, hide_disabled_flags, enable_realtime_updates, created_at, \
+            prevent_flag_defaults, only_allow_lower_case_feature_names, feature_name_regex, \
+            stale_flags_limit_days";
         const FEATURE_COLUMNS: &str = "id, uuid, project_id, name, type, description, initial_value, \
             default_enabled, is_server_key_only, created_at";
         const OPTION_COLUMNS: &str = "id, feature_id, value, default_percentage_allocation, key";
@@ -47,6 +49,10 @@ macro_rules! sql_admin_items {
                 name: row.try_get("name")?,
                 hide_disabled_flags: row.try_get("hide_disabled_flags")?,
                 enable_realtime_updates: row.try_get("enable_realtime_updates")?,
+                prevent_flag_defaults: row.try_get("prevent_flag_defaults")?,
+                only_allow_lower_case_feature_names: row.try_get("only_allow_lower_case_feature_names")?,
+                feature_name_regex: row.try_get("feature_name_regex")?,
+                stale_flags_limit_days: row.try_get("stale_flags_limit_days")?,
                 created_at: row.try_get("created_at")?,
             })
         }
@@ -478,11 +484,14 @@ macro_rules! sql_admin_items {
         }
 
         /// The default state of a feature in an environment, from the feature's defaults.
+        /// An environment's default state of a feature: the feature's defaults, or disabled and
+        /// without a value when `with_defaults` is false (`prevent_flag_defaults`).
         async fn insert_default_state(
             conn: &mut Conn,
             feature: &Feature,
             options: &[MultivariateOption],
             environment: Id,
+            with_defaults: bool,
         ) -> Result<Id> {
             let base = next_sort_key(conn).await?;
             let multivariate: Vec<(Id, f64, i64, Option<&str>)> = options
@@ -496,8 +505,12 @@ macro_rules! sql_admin_items {
                 environment,
                 None,
                 None,
-                feature.default_enabled,
-                &typed_initial_value(feature.initial_value.as_deref()),
+                with_defaults && feature.default_enabled,
+                &if with_defaults {
+                    typed_initial_value(feature.initial_value.as_deref())
+                } else {
+                    Value::Null
+                },
                 Some(random::seed()),
                 None,
                 &multivariate,
@@ -849,7 +862,9 @@ macro_rules! sql_admin_items {
                 sqlx::query("SELECT id FROM organisations WHERE id = $1").bind(new.organisation_id).fetch_one(&mut *tx).await?;
                 let row = sqlx::query(&format!(
                     "INSERT INTO projects (organisation_id, name, hide_disabled_flags, enable_realtime_updates, \
-                     created_at, uuid) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLUMNS}"
+                     created_at, uuid, prevent_flag_defaults, only_allow_lower_case_feature_names, \
+                     feature_name_regex, stale_flags_limit_days) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING {PROJECT_COLUMNS}"
                 ))
                 .bind(new.organisation_id)
                 .bind(&new.name)
@@ -857,6 +872,10 @@ macro_rules! sql_admin_items {
                 .bind(new.enable_realtime_updates)
                 .bind(now_micros())
                 .bind(random::uuid_v4())
+                .bind(new.settings.prevent_flag_defaults)
+                .bind(new.settings.only_allow_lower_case_feature_names)
+                .bind(new.settings.feature_name_regex.as_deref())
+                .bind(new.settings.stale_flags_limit_days)
                 .fetch_one(&mut *tx)
                 .await?;
                 let project = project_row(&row)?;
@@ -874,10 +893,20 @@ macro_rules! sql_admin_items {
                 if let Some(name) = &update.name { after.name = name.clone(); }
                 if let Some(v) = update.hide_disabled_flags { after.hide_disabled_flags = v; }
                 if let Some(v) = update.enable_realtime_updates { after.enable_realtime_updates = v; }
-                sqlx::query("UPDATE projects SET name = $1, hide_disabled_flags = $2, enable_realtime_updates = $3 WHERE id = $4")
+                if let Some(v) = update.prevent_flag_defaults { after.prevent_flag_defaults = v; }
+                if let Some(v) = update.only_allow_lower_case_feature_names { after.only_allow_lower_case_feature_names = v; }
+                if let Some(v) = &update.feature_name_regex { after.feature_name_regex = v.clone(); }
+                if let Some(v) = update.stale_flags_limit_days { after.stale_flags_limit_days = v; }
+                sqlx::query("UPDATE projects SET name = $1, hide_disabled_flags = $2, enable_realtime_updates = $3, \
+                     prevent_flag_defaults = $4, only_allow_lower_case_feature_names = $5, \
+                     feature_name_regex = $6, stale_flags_limit_days = $7 WHERE id = $8")
                     .bind(&after.name)
                     .bind(after.hide_disabled_flags)
                     .bind(after.enable_realtime_updates)
+                    .bind(after.prevent_flag_defaults)
+                    .bind(after.only_allow_lower_case_feature_names)
+                    .bind(after.feature_name_regex.as_deref())
+                    .bind(after.stale_flags_limit_days)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
@@ -953,7 +982,7 @@ macro_rules! sql_admin_items {
                     .collect::<Result<Vec<_>>>()?;
                 for feature in &features {
                     let options = load_options(&mut tx, feature.id).await?;
-                    insert_default_state(&mut tx, feature, &options, id).await?;
+                    insert_default_state(&mut tx, feature, &options, id, true).await?;
                 }
                 let environment = environment_by_id(&mut tx, id).await?;
                 let scope = Scope { environment: Some(id), ..scope };
@@ -1160,8 +1189,9 @@ macro_rules! sql_admin_items {
                 }
                 let options = load_options(&mut tx, feature.id).await?;
                 let environments = environments_of_project(&mut tx, project).await?;
+                let with_defaults = !load_project(&mut tx, project).await?.prevent_flag_defaults;
                 for environment in &environments {
-                    let state_id = insert_default_state(&mut tx, &feature, &options, *environment).await?;
+                    let state_id = insert_default_state(&mut tx, &feature, &options, *environment, with_defaults).await?;
                     let state = load_state(&mut tx, state_id).await?;
                     let after = describe_state(&mut tx, &state).await?;
                     queue_flag_event(&mut tx, author, *environment, "FLAG_UPDATED", None, Some(&after)).await?;

@@ -36,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "foreign key indexes",
         include_str!("../migrations/sqlite/0004_foreign_key_indexes.sql"),
     ),
+    (
+        5,
+        "project settings",
+        include_str!("../migrations/sqlite/0005_project_settings.sql"),
+    ),
 ];
 
 /// The SQLite store.

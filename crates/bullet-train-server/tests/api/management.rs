@@ -1531,6 +1531,95 @@ async fn an_organisation_key_reaches_nothing_of_another_organisation() {
 }
 
 #[tokio::test]
+async fn project_settings_shape_new_features() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let project = format!("/api/v1/projects/{}/", w.project);
+    let features = format!("{project}features/");
+    // Defaults, as Flagsmith reads them.
+    let read = ok(&app, Method::GET, &project, None).await;
+    assert_eq!(
+        (
+            read["prevent_flag_defaults"].clone(),
+            read["only_allow_lower_case_feature_names"].clone(),
+            read["feature_name_regex"].clone(),
+            read["stale_flags_limit_days"].clone()
+        ),
+        (json!(false), json!(false), Value::Null, json!(30))
+    );
+    for bad in [
+        json!({"feature_name_regex": "(unclosed"}),
+        json!({"stale_flags_limit_days": 0}),
+        json!({"prevent_flag_defaults": "yes"}),
+    ] {
+        let (status, error) = call(&app, Method::PATCH, &project, Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {error}");
+    }
+    let changed = ok(
+        &app,
+        Method::PATCH,
+        &project,
+        Some(json!({
+        "prevent_flag_defaults": true, "only_allow_lower_case_feature_names": true,
+        "feature_name_regex": "[a-z]+_[a-z_]+$", "stale_flags_limit_days": 14})),
+    )
+    .await;
+    assert_eq!(changed["feature_name_regex"], "[a-z]+_[a-z_]+$");
+    assert_eq!(changed["stale_flags_limit_days"], 14);
+
+    // Names break the rules: upper case, or not matching the pattern (from its start).
+    for name in ["New_Checkout", "checkout", "1_checkout"] {
+        let (status, error) =
+            call(&app, Method::POST, &features, Some(json!({"name": name}))).await;
+        assert_eq!(status, 400, "{name}: {error}");
+        assert!(error["name"][0].is_string(), "{error}");
+    }
+    // A good name; its defaults stay on the feature, every environment starts off and empty.
+    let feature = ok(
+        &app,
+        Method::POST,
+        &features,
+        Some(json!({"name": "new_checkout", "default_enabled": true, "initial_value": "fast"})),
+    )
+    .await;
+    assert_eq!(feature["initial_value"], "fast");
+    for environment in [&w.prod, &w.staging] {
+        let state = default_state(&app, environment, "new_checkout").await;
+        assert_eq!(
+            (
+                state["enabled"].clone(),
+                state["feature_state_value"].clone()
+            ),
+            (json!(false), Value::Null)
+        );
+    }
+    // Renames follow the rules too; clearing the pattern lifts it.
+    let path = format!("{features}{}/", feature["id"]);
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &path,
+        Some(json!({"name": "Checkout_v2"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    ok(
+        &app,
+        Method::PATCH,
+        &project,
+        Some(json!({"feature_name_regex": null})),
+    )
+    .await;
+    ok(
+        &app,
+        Method::POST,
+        &features,
+        Some(json!({"name": "checkout"})),
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn a_blank_name_in_an_update_is_refused() {
     let app = TestApp::empty().await;
     let w = world(&app).await;

@@ -10,7 +10,7 @@ use bullet_train_protocol::Value;
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::StoreError;
 use bullet_train_store::admin::{FeatureQuery, FeatureUpdate, NewFeature, NewOption, StateQuery};
-use bullet_train_store::model::{FeatureRecord, Id};
+use bullet_train_store::model::{self, FeatureRecord, Id};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -202,9 +202,12 @@ async fn create(
     Path(project): Path<Id>,
     JsonBody(body): JsonBody,
 ) -> ApiResult<(StatusCode, Json<dto::Feature>)> {
-    project_for(&state, &actor, project, true).await?;
+    let settings = project_for(&state, &actor, project, true).await?;
     let mut form = Form::new(&body)?;
     let name = form.text("name", MAX_NAME);
+    if let Some(name) = &name {
+        check_name(&mut form, &settings, name);
+    }
     let initial_value = match form.raw("initial_value") {
         None => None,
         Some(raw) => initial_text(raw)
@@ -284,6 +287,24 @@ async fn retrieve(
     Ok(Json(feature_dto(&feature_of(&state, project, id).await?)))
 }
 
+/// The project's rules for feature names: no upper case when asked, and its regular expression
+/// (matched from the start, as Flagsmith's `re.match` does).
+fn check_name(form: &mut Form<'_>, project: &model::Project, name: &str) {
+    if project.only_allow_lower_case_feature_names && name.chars().any(char::is_uppercase) {
+        form.error("name", "Feature names must be lower case in this project.");
+    }
+    if let Some(pattern) = &project.feature_name_regex {
+        let matches =
+            regex::Regex::new(&format!(r"\A(?:{pattern})")).is_ok_and(|re| re.is_match(name));
+        if !matches {
+            form.error(
+                "name",
+                format!("Feature name must match the project's regex {pattern:?}."),
+            );
+        }
+    }
+}
+
 async fn change(
     actor: Actor,
     state: AppState,
@@ -291,11 +312,15 @@ async fn change(
     id: Id,
     body: serde_json::Value,
 ) -> ApiResult<Json<dto::Feature>> {
-    project_for(&state, &actor, project, true).await?;
+    let settings = project_for(&state, &actor, project, true).await?;
     feature_of(&state, project, id).await?;
     let mut form = Form::new(&body)?;
+    let name = form.changed_text("name", MAX_NAME);
+    if let Some(name) = &name {
+        check_name(&mut form, &settings, name);
+    }
     let update = FeatureUpdate {
-        name: form.changed_text("name", MAX_NAME),
+        name,
         description: form.optional_text("description", MAX_TEXT),
         initial_value: match form.raw("initial_value") {
             None => None,

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use bullet_train_protocol::admin as dto;
-use bullet_train_store::admin::{NewProject, ProjectUpdate};
+use bullet_train_store::admin::{NewProject, ProjectSettings, ProjectUpdate};
 use bullet_train_store::model::Id;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -59,6 +59,17 @@ async fn create(
     let organisation = form.required_integer("organisation");
     let hide_disabled_flags = form.flag("hide_disabled_flags").unwrap_or(false);
     let enable_realtime_updates = form.flag("enable_realtime_updates").unwrap_or(true);
+    let defaults = ProjectSettings::default();
+    let settings = ProjectSettings {
+        prevent_flag_defaults: form
+            .flag("prevent_flag_defaults")
+            .unwrap_or(defaults.prevent_flag_defaults),
+        only_allow_lower_case_feature_names: form
+            .flag("only_allow_lower_case_feature_names")
+            .unwrap_or(defaults.only_allow_lower_case_feature_names),
+        feature_name_regex: name_regex(&mut form).flatten(),
+        stale_flags_limit_days: stale_days(&mut form).unwrap_or(defaults.stale_flags_limit_days),
+    };
     form.finish()?;
     let (Some(name), Some(organisation)) = (name, organisation) else {
         return Err(ApiError::BadRequest("Invalid project.".into()));
@@ -90,6 +101,7 @@ async fn create(
                 name,
                 hide_disabled_flags,
                 enable_realtime_updates,
+                settings,
             },
         )
         .await?;
@@ -120,6 +132,10 @@ async fn change(
         name: form.changed_text("name", MAX_NAME),
         hide_disabled_flags: form.flag("hide_disabled_flags"),
         enable_realtime_updates: form.flag("enable_realtime_updates"),
+        prevent_flag_defaults: form.flag("prevent_flag_defaults"),
+        only_allow_lower_case_feature_names: form.flag("only_allow_lower_case_feature_names"),
+        feature_name_regex: name_regex(&mut form),
+        stale_flags_limit_days: stale_days(&mut form),
     };
     form.finish()?;
     let change = state
@@ -164,4 +180,32 @@ async fn destroy(
     let change = state.store.delete_project(&actor.author(), id).await?;
     after_write(&state, &change.environments).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `feature_name_regex`: absent `None`, null or blank `Some(None)`; a pattern must compile.
+fn name_regex(form: &mut Form<'_>) -> Option<Option<String>> {
+    let pattern = form.optional_text("feature_name_regex", MAX_NAME)?;
+    if let Some(p) = &pattern
+        && let Err(e) = regex::Regex::new(p)
+    {
+        form.error(
+            "feature_name_regex",
+            format!("Invalid regular expression: {e}"),
+        );
+        return None;
+    }
+    Some(pattern)
+}
+
+/// `stale_flags_limit_days`: a positive number of days.
+fn stale_days(form: &mut Form<'_>) -> Option<i64> {
+    let days = form.integer("stale_flags_limit_days")?;
+    if days < 1 {
+        form.error(
+            "stale_flags_limit_days",
+            "Ensure this value is greater than or equal to 1.",
+        );
+        return None;
+    }
+    Some(days)
 }
