@@ -225,6 +225,19 @@ impl BulletTrain {
         self.block_on(self.client.has_feature(key))
     }
 
+    /// See [`crate::BulletTrain::has_feature_for`].
+    ///
+    /// ```
+    /// # let document = serde_json::from_str(include_str!("../../../examples/environment.json")).unwrap();
+    /// # let bt = bullet_train::blocking::BulletTrain::builder("key").offline_mode(true).offline_document(document).build_blocking()?;
+    /// assert!(bt.has_feature_for("header", "ben@bullet-train.io")?);
+    /// assert!(!bt.has_feature_for("no_such_feature", "ben@bullet-train.io")?);
+    /// # Ok::<(), bullet_train::Error>(())
+    /// ```
+    pub fn has_feature_for(&self, key: &str, user_id: &str) -> Result<bool, Error> {
+        self.block_on(self.client.has_feature_for(key, user_id))
+    }
+
     /// See [`crate::BulletTrain::feature_enabled`].
     ///
     /// ```

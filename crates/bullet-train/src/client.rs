@@ -539,6 +539,22 @@ impl BulletTrain {
         Ok(found.is_some())
     }
 
+    /// Determines whether the user `user_id` has the feature `key` (the seed's `has_feature` with
+    /// its optional user identifier): it differs from [`BulletTrain::has_feature`] only where
+    /// disabled flags are hidden and an override enables the flag for this user.
+    ///
+    /// ```no_run
+    /// # async fn run(bt: bullet_train::BulletTrain) -> Result<(), bullet_train::Error> {
+    /// if bt.has_feature_for("powerUserFeature", "1234").await? {
+    ///     println!("1234 has the feature");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn has_feature_for(&self, key: &str, user_id: &str) -> Result<bool, Error> {
+        let found = self.lookup(key, Some(user_id), |_, _| (), true).await?;
+        Ok(found.is_some())
+    }
+
     /// Whether the feature `key` is enabled for the environment; `Ok(None)` when there is no such
     /// feature.
     ///

@@ -282,3 +282,54 @@ fn building_checks_the_options() {
         Err(Error::NoRuntime)
     ));
 }
+
+#[tokio::test]
+async fn has_feature_for_a_user_sees_what_overrides_reveal() {
+    // Disabled flags are hidden here. dark_mode is off for the environment, on for Ben (identity
+    // override) and for a quarter of everyone (the early_adopters percentage split).
+    let server = TestServer::empty().await;
+    let mut document = crate::helpers::sample();
+    document["hide_disabled_flags"] = serde_json::json!(true);
+    server.import(&document).await;
+    let server_key = server.server_key(KEY).await;
+    let remote = server.builder(KEY).build().unwrap();
+    let local = server
+        .builder(&server_key)
+        .local_evaluation(true)
+        .build()
+        .unwrap();
+    local
+        .wait_until_ready(Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for bt in [&remote, &local] {
+        let mode = bt.mode();
+        assert!(!bt.has_feature("dark_mode").await.unwrap(), "{mode:?}");
+        assert!(
+            bt.has_feature_for("dark_mode", BEN).await.unwrap(),
+            "{mode:?}"
+        );
+        assert!(
+            !bt.has_feature_for("no_such_feature", BEN).await.unwrap(),
+            "{mode:?}"
+        );
+        for i in 0..20 {
+            let user = format!("user-{i}");
+            // The user's own flag list says whether the flag is there for them.
+            let listed = remote
+                .get_flags_for_user(&user)
+                .await
+                .unwrap()
+                .iter()
+                .any(|f| f.name() == "dark_mode");
+            assert_eq!(
+                bt.has_feature_for("dark_mode", &user).await.unwrap(),
+                listed,
+                "{mode:?} {user}"
+            );
+            seen.insert(listed);
+        }
+    }
+    assert_eq!(seen.len(), 2, "some users have the flag and some do not");
+}
