@@ -34,8 +34,20 @@ pub(crate) async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
     .clone()
 }
 
+/// Today's date in UTC as `YYYY-MM-DD`, read from an HTTP date ("Fri, 27 Nov 2026 14:58:00 GMT").
+fn utc_today() -> String {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let parts: Vec<&str> = date.split(' ').collect();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
+    format!("{}-{month:02}-{}", parts[3], parts[1])
+}
+
 #[tokio::test]
 async fn counts_are_stored_per_feature_per_day() {
+    let today_before = utc_today();
     let app = TestApp::sample().await;
     let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
     let font_id = flags
@@ -63,6 +75,12 @@ async fn counts_are_stored_per_feature_per_day() {
     let header = counts(&app, "header").await;
     assert_eq!(header.len(), 1);
     assert_eq!(header[0]["count"], 7);
+    // Counted under today's date (UTC), whichever side of midnight the requests fell.
+    let day = header[0]["day"].as_str().unwrap();
+    assert!(
+        [today_before, utc_today()].contains(&day.to_owned()),
+        "{day}"
+    );
     assert_eq!(
         counts(&app, "font_size").await[0]["count"],
         3,

@@ -171,6 +171,29 @@ async fn hide_disabled_flags_and_hide_sensitive_data() {
 }
 
 #[tokio::test]
+async fn hide_disabled_flags_falls_back_to_the_project_setting() {
+    let app = TestApp::empty().await;
+    // (environment value, project value, whether the disabled dark_mode is listed)
+    for (environment, project, listed) in [
+        (Value::Null, json!(true), false),
+        (Value::Null, json!(false), true),
+        (json!(false), json!(true), true),
+        (json!(true), json!(false), false),
+    ] {
+        let mut document = sample();
+        document["hide_disabled_flags"] = environment.clone();
+        document["project"]["hide_disabled_flags"] = project.clone();
+        app.import(&document).await;
+        let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
+        assert_eq!(
+            flag_map(&flags).contains_key("dark_mode"),
+            listed,
+            "environment {environment}, project {project}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn stopped_organisations_are_refused() {
     let app = TestApp::empty().await;
     let mut document = sample();

@@ -6,6 +6,8 @@ use sha2::{Digest, Sha256};
 
 use crate::helpers::{KEY, TestApp, flag_map, sample, traits_of};
 
+const BEN: &str = "ben@bullet-train.io";
+
 #[tokio::test]
 async fn get_creates_the_identity_and_evaluates_its_overrides() {
     let app = TestApp::sample().await;
@@ -195,6 +197,94 @@ async fn transient_traits_and_identities_are_not_stored() {
     let body = json!({"identifier": "nobody", "transient": true, "traits": []});
     let (_, identity) = app.post_json("/api/v1/identities/", KEY, &body).await;
     assert_eq!(identity["traits"], json!([]));
+    // Neither request stored "nobody" (the admin API lists what is stored).
+    let stored = crate::helpers::admin_ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/environments/{KEY}/identities/?q=nobody"),
+        None,
+    )
+    .await;
+    assert_eq!(stored["count"], 0, "{stored}");
+}
+
+#[tokio::test]
+async fn a_transient_get_ignores_the_stored_identity() {
+    // Ben exists, with an identity override turning dark_mode on; "transient" with any non-empty
+    // value (even "false") evaluates an in-memory identity instead: no override, no traits.
+    let app = TestApp::sample().await;
+    let set = json!({"identity": {"identifier": BEN}, "trait_key": "plan", "trait_value": "pro"});
+    app.post_json("/api/v1/traits/", KEY, &set).await;
+    let (_, stored) = app
+        .get_json(&format!("/api/v1/identities/?identifier={BEN}"), KEY)
+        .await;
+    assert_eq!(
+        flag_map(&stored["flags"])["dark_mode"],
+        (true, json!("midnight"))
+    );
+    assert_eq!(traits_of(&stored).len(), 1);
+    for value in ["true", "false", "1"] {
+        let (_, transient) = app
+            .get_json(
+                &format!("/api/v1/identities/?identifier={BEN}&transient={value}"),
+                KEY,
+            )
+            .await;
+        assert_eq!(transient["traits"], json!([]), "transient={value}");
+        assert_eq!(
+            flag_map(&transient["flags"])["dark_mode"].1,
+            Value::Null,
+            "transient={value}: no identity override"
+        );
+    }
+    // An empty value is not transient.
+    let (_, stored) = app
+        .get_json(
+            &format!("/api/v1/identities/?identifier={BEN}&transient="),
+            KEY,
+        )
+        .await;
+    assert_eq!(
+        flag_map(&stored["flags"])["dark_mode"],
+        (true, json!("midnight"))
+    );
+}
+
+#[tokio::test]
+async fn posted_values_are_read_as_flagsmith_reads_them() {
+    let app = TestApp::sample().await;
+    // "transient": null is false, so the identity and its traits are stored.
+    let body = json!({"identifier": "nia", "transient": null,
+        "traits": [{"trait_key": "plan", "trait_value": "pro", "transient": null}]});
+    let (status, _) = app.post_json("/api/v1/identities/", KEY, &body).await;
+    assert_eq!(status, 200);
+    let (_, stored) = app
+        .get_json("/api/v1/identities/?identifier=nia", KEY)
+        .await;
+    assert_eq!(traits_of(&stored), vec![("plan".into(), json!("pro"))]);
+    // The answer carries the environment's updated-at header, as GET does.
+    let response = app
+        .sdk(Method::POST, "/api/v1/identities/", KEY)
+        .json(&json!({"identifier": "nia"}))
+        .send()
+        .await
+        .unwrap();
+    let header: f64 = response.headers()["x-flagsmith-document-updated-at"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(header > 1.7e9, "{header}");
+    // A derived identifier prints booleans and floats as Python does.
+    let body = json!({"traits": [
+        {"trait_key": "beta", "trait_value": true},
+        {"trait_key": "score", "trait_value": 1.5},
+    ]});
+    let (_, identity) = app.post_json("/api/v1/identities/", KEY, &body).await;
+    assert_eq!(
+        identity["identifier"],
+        hex::encode(Sha256::digest(b"betaTruescore1.5"))
+    );
 }
 
 #[tokio::test]
