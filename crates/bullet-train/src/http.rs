@@ -94,7 +94,20 @@ impl Http {
         body: Option<&(impl Serialize + ?Sized)>,
         headers: &[(header::HeaderName, String)],
     ) -> Result<Response, Error> {
-        let url = self.url(path);
+        self.send_to(method, self.url(path), path, query, body, headers)
+            .await
+    }
+
+    /// [`Http::send`] to a full URL (a `Link` to a next page); `path` names it in errors.
+    async fn send_to(
+        &self,
+        method: Method,
+        url: Url,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&(impl Serialize + ?Sized)>,
+        headers: &[(header::HeaderName, String)],
+    ) -> Result<Response, Error> {
         let body = match body {
             Some(body) => Some(serde_json::to_vec(body).map_err(|source| Error::Decode {
                 path: path.to_owned(),
@@ -243,15 +256,10 @@ impl Http {
                 break;
             }
             pages += 1;
-            let response =
-                self.client
-                    .get(url)
-                    .send()
-                    .await
-                    .map_err(|source| Error::Transport {
-                        path: PATH.to_owned(),
-                        source,
-                    })?;
+            // Retried like the first page: a failed page would discard the whole fetch.
+            let response = self
+                .send_to(Method::GET, url, PATH, &[], None::<&()>, &[])
+                .await?;
             next = next_link(&response);
             let page: EnvironmentDocument = decode(PATH, response).await?;
             document.identity_overrides.extend(page.identity_overrides);

@@ -25,6 +25,8 @@ struct Stub {
     headers: Arc<Mutex<HeaderMap>>,
     /// How many requests to answer 503 first, per path.
     failures: Arc<Mutex<HashMap<&'static str, usize>>>,
+    /// How many requests to leave unanswered first (a hung server), per path.
+    hangs: Arc<Mutex<HashMap<&'static str, usize>>>,
     analytics: Option<mpsc::UnboundedSender<Json>>,
 }
 
@@ -40,6 +42,20 @@ impl Stub {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Never answers when this request of `path` is one to leave hanging.
+    async fn maybe_hang(&self, path: &'static str) {
+        let hang = match self.hangs.lock().unwrap().get_mut(path) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        };
+        if hang {
+            std::future::pending::<()>().await;
         }
     }
 
@@ -73,6 +89,7 @@ async fn flags(
     if stub.hit("flags", &headers) {
         return unavailable();
     }
+    stub.maybe_hang("flags").await;
     match query.get("feature").map(String::as_str) {
         None => axum::Json(json!([flag("header", true, json!("edge"))])).into_response(),
         Some("header") => axum::Json(flag("header", true, json!("edge"))).into_response(),
@@ -97,7 +114,9 @@ async fn identities(State(stub): State<Stub>, headers: HeaderMap) -> Response {
 }
 
 async fn identify(State(stub): State<Stub>, headers: HeaderMap) -> Response {
-    if stub.hit("identities-post", &headers) {
+    let failing = stub.hit("identities-post", &headers);
+    stub.maybe_hang("identities-post").await;
+    if failing {
         return unavailable();
     }
     axum::Json(json!({"identifier": "u", "flags": [], "traits": []})).into_response()
@@ -142,6 +161,9 @@ async fn environment_document(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     stub.hit("document", &headers);
+    if query.get("page_id").is_some_and(|p| p == "p2") && stub.hit("document-p2", &headers) {
+        return unavailable();
+    }
     match query.get("page_id").map(String::as_str) {
         None => (
             [(header::LINK, "<?page_id=p2>; rel=\"next\"")],
@@ -236,6 +258,32 @@ async fn idempotent_requests_are_retried_and_others_are_not() {
 }
 
 #[tokio::test]
+async fn reads_that_time_out_are_retried_and_writes_are_not() {
+    let stub = Stub::default();
+    stub.hangs
+        .lock()
+        .unwrap()
+        .extend([("flags", 1), ("identities-post", 1)]);
+    let api = start(stub.clone()).await;
+    let bt = BulletTrain::builder("EdgeClientKey")
+        .api(api)
+        .request_timeout(Duration::from_millis(300))
+        .retries(2)
+        .retry_backoff(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    // The first GET hangs past the timeout; the retry is answered.
+    assert_eq!(bt.get_flags().await.unwrap().len(), 1);
+    assert_eq!(stub.hits("flags"), 2);
+    // A POST that timed out may have been applied: it is not sent again.
+    match bt.get_identity_flags("u", &[]).await {
+        Err(Error::Transport { .. }) => {}
+        other => panic!("expected the timeout, got {other:?}"),
+    }
+    assert_eq!(stub.hits("identities-post"), 1);
+}
+
+#[tokio::test]
 async fn edge_and_bullet_train_answer_shapes_are_understood() {
     let stub = Stub::default();
     let api = start(stub.clone()).await;
@@ -269,15 +317,19 @@ async fn edge_and_bullet_train_answer_shapes_are_understood() {
 #[tokio::test]
 async fn paginated_documents_are_followed_to_the_last_page() {
     let stub = Stub::default();
+    // The second page fails once: it is retried like the first.
+    stub.failures.lock().unwrap().insert("document-p2", 1);
     let api = start(stub.clone()).await;
     let bt = BulletTrain::builder("ser.edge")
         .api(api)
         .local_evaluation(true)
         .realtime(false)
+        .retry_backoff(Duration::from_millis(1))
         .build()
         .unwrap();
     bt.wait_until_ready(Duration::from_secs(10)).await.unwrap();
-    assert_eq!(stub.hits("document"), 3);
+    assert_eq!(stub.hits("document"), 4, "three pages, the second twice");
+    assert_eq!(stub.hits("document-p2"), 2);
     for (identity, value) in [
         ("first", "page one"),
         ("second", "page two"),
