@@ -493,6 +493,18 @@ async fn features_options_and_states_validate_their_input() {
     );
     let over = json!({"multivariate_feature_state_values": [{"multivariate_feature_option": option["id"], "percentage_allocation": 101}]});
     assert_eq!(call(&app, Method::PATCH, &path, Some(over)).await.0, 400);
+    // Errors name each item by position.
+    let mixed = json!({"multivariate_feature_state_values": [
+        {"multivariate_feature_option": option["id"], "percentage_allocation": 10},
+        {"multivariate_feature_option": "x"},
+    ]});
+    let (status, error) = call(&app, Method::PATCH, &path, Some(mixed)).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        error["multivariate_feature_state_values"],
+        json!([{}, {"multivariate_feature_option": ["Incorrect type. Expected pk value."],
+            "percentage_allocation": ["This field is required."]}])
+    );
     let retrieved = ok(
         &app,
         Method::GET,

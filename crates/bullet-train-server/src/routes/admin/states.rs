@@ -80,29 +80,71 @@ pub(crate) fn allocations(form: &mut Form<'_>) -> Option<Vec<Allocation>> {
         );
         return None;
     };
+    // Errors are reported per item, by position, as Flagsmith's list serializer does:
+    // `[{}, {"percentage_allocation": ["..."]}]`.
     let mut out = Vec::new();
+    let mut errors = Vec::new();
     for item in items {
-        let option = item
-            .get("multivariate_feature_option")
-            .and_then(serde_json::Value::as_i64);
-        let percentage = item
-            .get("percentage_allocation")
-            .and_then(serde_json::Value::as_f64);
-        match (option, percentage) {
-            (Some(option_id), Some(percentage)) if (0.0..=100.0).contains(&percentage) => {
-                out.push(Allocation {
-                    option_id,
-                    percentage,
-                })
-            }
-            _ => {
-                form.error(
-                    "multivariate_feature_state_values",
-                    "Each value needs a multivariate_feature_option and a percentage_allocation of 0-100.",
+        let mut item_errors = serde_json::Map::new();
+        let option = match item.get("multivariate_feature_option") {
+            None | Some(serde_json::Value::Null) => {
+                item_errors.insert(
+                    "multivariate_feature_option".into(),
+                    json!(["This field is required."]),
                 );
-                return None;
+                None
             }
+            Some(raw) => raw.as_i64().or_else(|| {
+                item_errors.insert(
+                    "multivariate_feature_option".into(),
+                    json!(["Incorrect type. Expected pk value."]),
+                );
+                None
+            }),
+        };
+        let percentage = match item.get("percentage_allocation") {
+            None | Some(serde_json::Value::Null) => {
+                item_errors.insert(
+                    "percentage_allocation".into(),
+                    json!(["This field is required."]),
+                );
+                None
+            }
+            Some(raw) => match raw.as_f64() {
+                Some(p) if (0.0..=100.0).contains(&p) => Some(p),
+                Some(_) => {
+                    item_errors.insert(
+                        "percentage_allocation".into(),
+                        json!(["Ensure this value is between 0 and 100."]),
+                    );
+                    None
+                }
+                None => {
+                    item_errors.insert(
+                        "percentage_allocation".into(),
+                        json!(["A valid number is required."]),
+                    );
+                    None
+                }
+            },
+        };
+        if let (Some(option_id), Some(percentage)) = (option, percentage) {
+            out.push(Allocation {
+                option_id,
+                percentage,
+            });
         }
+        errors.push(serde_json::Value::Object(item_errors));
+    }
+    if errors
+        .iter()
+        .any(|e| e.as_object().is_some_and(|m| !m.is_empty()))
+    {
+        form.nested(
+            "multivariate_feature_state_values",
+            serde_json::Value::Array(errors),
+        );
+        return None;
     }
     if out.iter().map(|a| a.percentage).sum::<f64>() > 100.0 + 1e-9 {
         form.error(
