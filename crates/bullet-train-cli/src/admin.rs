@@ -21,7 +21,8 @@ pub(crate) struct Connection {
         global = true
     )]
     pub(crate) url: String,
-    /// Admin token, or an organisation API key (`<prefix>.<secret>`).
+    /// Admin token, or an organisation API key (`<prefix>.<secret>`); prefix it with `Token ` or
+    /// `Api-Key ` to choose the scheme (an admin token containing a dot needs `Token `).
     #[arg(
         long,
         env = "BULLET_TRAIN_TOKEN",

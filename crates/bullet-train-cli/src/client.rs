@@ -93,15 +93,19 @@ impl Client {
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| CliError::Usage(format!("cannot build an HTTP client: {e}")))?;
-        let scheme = if token.contains('.') {
-            "Api-Key"
+        // `prefix.secret` is an organisation API key, anything else the admin token; a token given
+        // with its scheme (`Token ...`, `Api-Key ...`) is sent as it is.
+        let authorization = if token.starts_with("Token ") || token.starts_with("Api-Key ") {
+            token.to_owned()
+        } else if token.contains('.') {
+            format!("Api-Key {token}")
         } else {
-            "Token"
+            format!("Token {token}")
         };
         Ok(Client {
             http,
             base: url.trim_end_matches('/').to_owned(),
-            authorization: format!("{scheme} {token}"),
+            authorization,
         })
     }
 

@@ -17,11 +17,15 @@ struct Running {
 }
 
 async fn server() -> Running {
+    server_with_token(TOKEN).await
+}
+
+async fn server_with_token(token: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let config = Config {
         database_url: format!("sqlite://{}", dir.path().join("bt.db").display()),
         migrate: true,
-        admin_token: Some(TOKEN.into()),
+        admin_token: Some(token.into()),
         limits: Limits::default(),
     };
     let server = Server::start(config).await.unwrap();
@@ -824,5 +828,30 @@ async fn features_segments_and_overrides_change_after_creation() {
     assert_eq!(
         (flag["enabled"].clone(), flag["value"].clone()),
         (false.into(), "classic".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_can_name_its_scheme() {
+    // An admin token with a dot reads as an API key unless its scheme is given.
+    let s = server_with_token("admin.token-with-a-dot").await;
+    let run = |token: &'static str| {
+        let url = s.url.clone();
+        async move {
+            Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+                .args(["organisations", "list", "--url", &url, "--token", token])
+                .env_remove("BULLET_TRAIN_TOKEN")
+                .output()
+                .await
+                .unwrap()
+        }
+    };
+    let guessed = run("admin.token-with-a-dot").await;
+    assert_eq!(guessed.status.code(), Some(1));
+    let named = run("Token admin.token-with-a-dot").await;
+    assert!(
+        named.status.success(),
+        "{}",
+        String::from_utf8_lossy(&named.stderr)
     );
 }
