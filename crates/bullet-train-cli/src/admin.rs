@@ -746,12 +746,21 @@ impl Context {
         field: &str,
         what: &str,
     ) -> CliResult<&'a Value> {
-        items
-            .iter()
-            .find(|item| {
-                item.get(field).and_then(Value::as_str) == Some(reference)
-                    || item.get("id").map(cell).as_deref() == Some(reference)
-            })
+        let name = |item: &Value| item.get(field).and_then(Value::as_str).map(str::to_owned);
+        let exact = items.iter().find(|item| {
+            name(item).as_deref() == Some(reference)
+                || item.get("id").map(cell).as_deref() == Some(reference)
+        });
+        // Names differing only in case are one name to the server (features): such a match
+        // counts when it is the only one.
+        let folded = || {
+            let mut matches = items.iter().filter(|item| {
+                name(item).is_some_and(|n| n.to_lowercase() == reference.to_lowercase())
+            });
+            matches.next().filter(|_| matches.next().is_none())
+        };
+        exact
+            .or_else(folded)
             .ok_or_else(|| CliError::Usage(format!("no {what} named {reference:?}")))
     }
 

@@ -712,6 +712,26 @@ async fn features_segments_and_overrides_change_after_creation() {
     assert_eq!(updated["name"], "checkout_flow");
     assert_eq!(updated["description"], "The checkout");
     assert_eq!(updated["is_server_key_only"], true);
+    // Names are found ignoring case, as the server keeps them unique.
+    let shown: Value = serde_json::from_str(
+        &ok(
+            &s,
+            &[
+                "features",
+                "update",
+                "CHECKOUT_FLOW",
+                "--project",
+                "web",
+                "--description",
+                "Checkout",
+                "--format",
+                "json",
+            ],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(shown["name"], "checkout_flow");
     let nothing = cli(
         &s,
         &["features", "update", "checkout_flow", "--project", "Web"],
