@@ -94,6 +94,10 @@ struct ServeArgs {
     /// Seconds between keep-alive comments on event streams.
     #[arg(long, env = "BULLET_TRAIN_SSE_KEEP_ALIVE_SECONDS", default_value_t = 5)]
     sse_keep_alive_seconds: u64,
+    /// Seconds between a replica's checks of every environment's revision with the database
+    /// (PostgreSQL), in case a change notification was lost.
+    #[arg(long, env = "BULLET_TRAIN_SYNC_INTERVAL_SECONDS", default_value_t = 5)]
+    sync_interval_seconds: u64,
 }
 
 #[tokio::main]
@@ -131,6 +135,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         admin_token: args.admin_token,
         limits: Limits {
             sse_keep_alive: Duration::from_secs(args.sse_keep_alive_seconds.max(1)),
+            sync_interval: Duration::from_secs(args.sync_interval_seconds.max(1)),
             ..Limits::default()
         },
     };

@@ -90,6 +90,44 @@ impl TestDatabase {
     }
 }
 
+/// Toggles the default state of `feature` in the environment with client key `api_key` and moves
+/// the environment's revision, directly in the PostgreSQL database at `database_url` with its
+/// triggers off: a change whose notification was lost, for tests of the replicas' periodic
+/// revision check.
+pub async fn change_without_notification(database_url: &str, api_key: &str, feature: &str) {
+    let mut conn = PgConnection::connect(database_url)
+        .await
+        .expect("connecting to the test database");
+    let mut tx = conn.begin().await.expect("a transaction");
+    // Replica mode skips ordinary triggers, the NOTIFY ones included.
+    sqlx::query("SET LOCAL session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .expect("turning triggers off");
+    let toggled = sqlx::query(
+        "UPDATE feature_states SET enabled = NOT enabled \
+         WHERE identity_id IS NULL AND feature_segment_id IS NULL \
+         AND environment_id = (SELECT id FROM environments WHERE api_key = $1) \
+         AND feature_id = (SELECT f.id FROM features f JOIN environments e \
+             ON e.project_id = f.project_id WHERE e.api_key = $1 AND f.name = $2)",
+    )
+    .bind(api_key)
+    .bind(feature)
+    .execute(&mut *tx)
+    .await
+    .expect("toggling the flag");
+    assert_eq!(toggled.rows_affected(), 1, "no flag {feature} in {api_key}");
+    sqlx::query(
+        "UPDATE environments SET revision = revision + 1, updated_at = updated_at + 1 \
+         WHERE api_key = $1",
+    )
+    .bind(api_key)
+    .execute(&mut *tx)
+    .await
+    .expect("moving the revision");
+    tx.commit().await.expect("committing");
+}
+
 /// `server` with its database name replaced by `name`.
 fn database_url(server: &str, name: &str) -> String {
     let (base, query) = match server.split_once('?') {

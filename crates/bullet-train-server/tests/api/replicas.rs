@@ -21,15 +21,20 @@ use crate::helpers::{
 
 /// Two replicas on a fresh PostgreSQL database; the second reaches it through `via` when given.
 async fn replicas(via: Option<&Proxy>) -> (TestApp, TestApp) {
+    replicas_with(via, Limits::default()).await.0
+}
+
+/// [`replicas`] with `limits`, and the database's URL.
+async fn replicas_with(via: Option<&Proxy>, limits: Limits) -> ((TestApp, TestApp), String) {
     let database = TestDatabase::postgres().await;
     let url = database.url().to_owned();
-    let first = TestApp::on(&url, Limits::default(), Some(database)).await;
+    let first = TestApp::on(&url, limits, Some(database)).await;
     let second_url = match via {
         Some(proxy) => proxy.url_for(&url),
-        None => url,
+        None => url.clone(),
     };
-    let second = TestApp::on(&second_url, Limits::default(), None).await;
-    (first, second)
+    let second = TestApp::on(&second_url, limits, None).await;
+    ((first, second), url)
 }
 
 /// An open event stream of the sample environment, past its first event.
@@ -162,6 +167,47 @@ async fn identity_answers_kept_by_a_replica_follow_the_others_writes() {
     assert_eq!(status, 200);
     settle(&a, &mut on_b).await;
     assert_eq!(colour(&b).await, Value::Null);
+}
+
+#[tokio::test]
+async fn a_change_whose_notification_was_lost_is_found_by_the_revision_check() {
+    let ((a, b), url) = replicas_with(
+        None,
+        Limits {
+            sync_interval: Duration::from_millis(200),
+            ..Limits::default()
+        },
+    )
+    .await;
+    a.import(&sample()).await;
+    let mut on_b = Stream::open_when_served(&b).await;
+    assert!(flags(&b).await["header"].0);
+    // The feed stays connected, but this change announces nothing.
+    bullet_train_store::testing::change_without_notification(&url, KEY, "header").await;
+    // Both replicas find it at their next revision check, and B's streams hear of it.
+    tokio::time::timeout(Duration::from_secs(10), on_b.next())
+        .await
+        .expect("B found the change");
+    assert!(!flags(&b).await["header"].0);
+    let (status, _) = wait_for_flag(&a, "header", false).await;
+    assert_eq!(status, 200);
+}
+
+/// Polls A's `flags/` every 10 ms, for at most 10 s, until `feature` is `enabled`.
+async fn wait_for_flag(app: &TestApp, feature: &str, enabled: bool) -> (u16, Value) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ticks = tokio::time::interval(Duration::from_millis(10));
+    loop {
+        ticks.tick().await;
+        let (status, body) = app.get_json("/api/v1/flags/", KEY).await;
+        if flag_map(&body)[feature].0 == enabled {
+            return (status, body);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{feature} never became {enabled}"
+        );
+    }
 }
 
 #[tokio::test]
