@@ -381,6 +381,9 @@ schema! {
         pub feature_segment: Option<i64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub identity: Option<i64>,
+        /// The identity by identifier instead of `identity` (created if it does not exist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub identifier: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub enabled: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

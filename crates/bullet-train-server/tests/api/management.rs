@@ -1632,6 +1632,52 @@ async fn project_settings_shape_new_features() {
 }
 
 #[tokio::test]
+async fn an_identity_override_can_name_its_identity_by_identifier() {
+    let app = TestApp::empty().await;
+    let w = world(&app).await;
+    let prod_key = key(&w.prod);
+    let feature = ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "banner", "initial_value": "plain"})),
+    )
+    .await;
+    let created = ok(
+        &app,
+        Method::POST,
+        "/api/v1/features/featurestates/",
+        Some(json!({
+        "feature": feature["id"], "environment": w.prod["id"], "identifier": "zed", "enabled": true,
+        "feature_state_value": {"type": "unicode", "string_value": "for zed"}})),
+    )
+    .await;
+    assert_eq!(created["identity"]["identifier"], "zed", "{created}");
+    let (_, zed) = app
+        .get_json("/api/v1/identities/?identifier=zed", &prod_key)
+        .await;
+    assert_eq!(flag_map(&zed["flags"])["banner"], (true, json!("for zed")));
+    // A refused request creates no identity.
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/features/featurestates/",
+        Some(json!({
+        "feature": 999_999, "environment": w.prod["id"], "identifier": "ghost"})),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let ghosts = ok(
+        &app,
+        Method::GET,
+        &format!("/api/v1/environments/{prod_key}/identities/?q=ghost"),
+        None,
+    )
+    .await;
+    assert_eq!(ghosts["count"], 0);
+}
+
+#[tokio::test]
 async fn a_blank_name_in_an_update_is_refused() {
     let app = TestApp::empty().await;
     let w = world(&app).await;

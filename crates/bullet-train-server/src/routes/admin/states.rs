@@ -27,6 +27,7 @@ use super::{
 use crate::auth::Actor;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Params, Path};
+use crate::routes::identities::{MAX_IDENTIFIER_LEN, check_identifier};
 use crate::state::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
@@ -348,6 +349,10 @@ async fn create_generic_state(
     let environment = form.required_integer("environment");
     let feature_segment = form.integer("feature_segment");
     let identity = form.integer("identity");
+    // Flagsmith also names the identity by its identifier (created if it does not exist yet).
+    let identifier = form
+        .optional_text("identifier", MAX_IDENTIFIER_LEN)
+        .flatten();
     let enabled = form.flag("enabled").unwrap_or(false);
     let value = match form.raw("feature_state_value") {
         None => Value::Null,
@@ -356,13 +361,15 @@ async fn create_generic_state(
             .unwrap_or(Value::Null),
     };
     let multivariate = allocations(&mut form).unwrap_or_default();
-    let target = match (feature_segment, identity) {
-        (Some(fs), None) => Some(StateTarget::FeatureSegment(fs)),
-        (None, Some(i)) => Some(StateTarget::Identity(i)),
+    let target = match (feature_segment, identity, &identifier) {
+        (Some(fs), None, None) => Some(Some(StateTarget::FeatureSegment(fs))),
+        (None, Some(i), None) => Some(Some(StateTarget::Identity(i))),
+        // Resolved once the environment is known.
+        (None, None, Some(_)) => Some(None),
         _ => {
             form.error(
                 "non_field_errors",
-                "Give exactly one of feature_segment and identity (environment defaults exist already).",
+                "Give exactly one of feature_segment, identity and identifier (environment defaults exist already).",
             );
             None
         }
@@ -371,7 +378,26 @@ async fn create_generic_state(
     let (Some(feature), Some(environment), Some(target)) = (feature, environment, target) else {
         return Err(ApiError::BadRequest("Invalid feature state.".into()));
     };
-    environment_by_id(&state, &actor, environment, "environment", true).await?;
+    let environment_record =
+        environment_by_id(&state, &actor, environment, "environment", true).await?;
+    let target = match (target, identifier) {
+        (Some(target), _) => target,
+        (None, Some(identifier)) => {
+            // The feature is checked first, so that a refused request creates no identity.
+            state
+                .store
+                .feature(environment_record.project_id, feature)
+                .await
+                .map_err(|e| must_exist("feature", e))?;
+            check_identifier("identifier", &identifier)?;
+            let record = state
+                .store
+                .ensure_identity(environment, &identifier)
+                .await?;
+            StateTarget::Identity(record.identity.id)
+        }
+        (None, None) => return Err(ApiError::BadRequest("Invalid feature state.".into())),
+    };
     let change = state
         .store
         .create_feature_state(
