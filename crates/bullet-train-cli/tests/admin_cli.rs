@@ -253,7 +253,10 @@ async fn walkthrough_from_an_empty_server_to_a_targeted_rollout() {
             rolled += 1;
         }
     }
-    assert!((1..40).contains(&rolled), "{rolled} of 120 in a 10% rollout");
+    assert!(
+        (1..40).contains(&rolled),
+        "{rolled} of 120 in a 10% rollout"
+    );
     // Reorder, toggle, and read it all back.
     ok(
         &s,

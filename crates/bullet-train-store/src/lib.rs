@@ -203,15 +203,15 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
         environment_id: Id,
         identifier: &str,
     ) -> Result<Option<IdentityRecord>>;
-    /// An identity as the database holds it now, to decide whether a trait write would change
-    /// anything: from memory when only this process writes the store (SQLite), from the database
-    /// when other replicas do too (PostgreSQL), since skipping a write on a stale copy would lose
-    /// it.
-    async fn identity_for_write(
+    /// An identity's traits as the database holds them now (`None`: no such identity), to decide
+    /// whether a trait write would change anything: from memory when only this process writes the
+    /// store (SQLite), from the database in one query when other replicas do too (PostgreSQL),
+    /// since skipping a write on a stale copy would lose it.
+    async fn traits_for_write(
         &self,
         environment_id: Id,
         identifier: &str,
-    ) -> Result<Option<IdentityRecord>>;
+    ) -> Result<Option<Vec<model::Trait>>>;
     /// Whether other processes write this store too (PostgreSQL replicas).
     fn shared(&self) -> bool;
     /// An identity, created if it does not exist.

@@ -12,7 +12,7 @@ use axum::http::header::VARY;
 use axum::response::{IntoResponse, Response};
 use bullet_train_engine::{Identity, IdentityOverride};
 use bullet_train_protocol::Value;
-use bullet_train_store::model::{FeatureState, Id, IdentityRecord, TraitChange};
+use bullet_train_store::model::{FeatureState, Id, IdentityRecord, Trait, TraitChange};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -317,24 +317,40 @@ pub(crate) async fn post(
     sdk: Sdk,
     RawJson(raw): RawJson,
 ) -> ApiResult<Response> {
-    // The same request as before, with nothing changed since: the same answer.
+    // The same request as before, with nothing changed since: the same answer. When other
+    // replicas write the store too, a request that stores traits is answered so only once the
+    // database is seen to hold them already (below): memory may not know another replica's write.
     let generation = state.store.identity_generation();
     let revision = sdk.snapshot.revision;
     let environment_id = sdk.environment.id;
-    if let Some(generation) = generation
-        && let Some(body) =
+    let shared = state.store.shared();
+    let cached = || {
+        generation.and_then(|generation| {
             state
                 .responses
                 .get(environment_id, sdk.kind, &raw, revision, generation)
-    {
+        })
+    };
+    if !shared && let Some(body) = cached() {
         return Ok(identity_response(&sdk, body));
     }
     let body = parse_json(&raw)?;
     let mut request = parse_identify(&body)?;
     // A made-up identifier may be random: such answers are not kept.
-    let mut keep = request.identifier.is_some();
+    let keep = request.identifier.is_some();
     if sdk.kind == KeyKind::Client && !sdk.snapshot.allow_client_traits {
         request.traits.clear();
+    }
+    let persist = sdk.snapshot.persist_trait_data;
+    let stores_traits = request.identifier.is_some()
+        && !request.transient
+        && persist
+        && request.traits.iter().any(|t| !t.transient);
+    if shared
+        && !stores_traits
+        && let Some(body) = cached()
+    {
+        return Ok(identity_response(&sdk, body));
     }
     let (identifier, record, traits) = match request.identifier {
         None => {
@@ -351,7 +367,6 @@ pub(crate) async fn post(
             (identifier, record, traits)
         }
         Some(identifier) => {
-            let persist = sdk.snapshot.persist_trait_data;
             let changes: Vec<TraitChange> = request
                 .traits
                 .iter()
@@ -361,22 +376,38 @@ pub(crate) async fn post(
                     value: t.value.clone(),
                 })
                 .collect();
-            // Most requests repeat what is stored: then a read answers, with no write at all
-            // (read from the database itself when other replicas write it too, so that a value
-            // another replica has just replaced is written again, not taken as stored).
+            // Most requests repeat what is stored: then a read answers, with no write at all.
+            // Whether they do is decided on the database's values when other replicas write it
+            // too, so that a value another replica has just replaced is written again.
             let stored = if changes.is_empty() {
                 None
+            } else if shared {
+                let held = state
+                    .store
+                    .traits_for_write(environment_id, &identifier)
+                    .await?
+                    .is_some_and(|traits| unchanged(&traits, &changes));
+                if held && let Some(body) = cached() {
+                    return Ok(identity_response(&sdk, body));
+                }
+                // The identity as remembered, if it agrees with the database on these traits
+                // (otherwise the write below stores them again, which changes nothing).
+                if held {
+                    state
+                        .store
+                        .identity(environment_id, &identifier)
+                        .await?
+                        .filter(|record| unchanged(&record.traits, &changes))
+                } else {
+                    None
+                }
             } else {
                 state
                     .store
-                    .identity_for_write(environment_id, &identifier)
+                    .identity(environment_id, &identifier)
                     .await?
-                    .filter(|record| unchanged(record, &changes))
+                    .filter(|record| unchanged(&record.traits, &changes))
             };
-            if !changes.is_empty() && state.store.shared() {
-                // Its answer could not be reused without the same check.
-                keep = false;
-            }
             let record = if let Some(record) = stored {
                 record
             } else if changes.is_empty() {
@@ -557,11 +588,10 @@ pub(crate) fn write_traits(out: &mut String, snapshot: &EnvSnapshot, traits: &[E
     out.push(']');
 }
 
-/// Whether applying `changes` to the stored identity would change nothing.
-fn unchanged(record: &IdentityRecord, changes: &[TraitChange]) -> bool {
+/// Whether applying `changes` to stored `traits` would change nothing.
+fn unchanged(traits: &[Trait], changes: &[TraitChange]) -> bool {
     changes.iter().all(|change| {
-        let stored = record
-            .traits
+        let stored = traits
             .iter()
             .find(|t| t.key == change.key)
             .map(|t| &t.value);
