@@ -6,11 +6,14 @@
 
 use std::time::Duration;
 
+use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+use tokio::sync::{mpsc, oneshot};
 
 use std::sync::Arc;
 
 use crate::cache::{IdentityCache, Writer};
+use crate::model::{Id, Trait};
 use crate::{Result, StoreError};
 
 /// The PostgreSQL migrations, embedded in the binary; versions are applied once, in order.
@@ -55,6 +58,92 @@ const CHANNEL: &str = "bullet_train_changes";
 pub struct PgStore {
     read: PgPool,
     write: Writer<sqlx::Postgres>,
+    trait_reads: mpsc::UnboundedSender<TraitRead>,
+}
+
+/// One identity's traits asked of [`read_traits_in_batches`].
+#[derive(Debug)]
+struct TraitRead {
+    environment: Id,
+    identifier: String,
+    reply: oneshot::Sender<Result<Option<Vec<Trait>>>>,
+}
+
+/// The most identities one batched read asks for.
+const TRAIT_READ_BATCH: usize = 256;
+
+/// Reads identities' traits for write decisions in batches: every request queued while a read is
+/// on its way goes into the next one, which is sent after they all arrived (so it sees every
+/// write committed before any of them). Under load, one round trip serves many requests; alone, a
+/// request costs one round trip as before. Ends when the store is dropped.
+async fn read_traits_in_batches(pool: PgPool, mut queue: mpsc::UnboundedReceiver<TraitRead>) {
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < TRAIT_READ_BATCH {
+            match queue.try_recv() {
+                Ok(read) => batch.push(read),
+                Err(_) => break,
+            }
+        }
+        let environments: Vec<Id> = batch.iter().map(|r| r.environment).collect();
+        let identifiers: Vec<&str> = batch.iter().map(|r| r.identifier.as_str()).collect();
+        let rows = sqlx::query(
+            "SELECT q.n, i.id AS identity, t.id, t.key, t.value \
+             FROM UNNEST($1::bigint[], $2::text[]) WITH ORDINALITY AS q(environment_id, identifier, n) \
+             LEFT JOIN identities i ON i.environment_id = q.environment_id AND i.identifier = q.identifier \
+             LEFT JOIN traits t ON t.identity_id = i.id ORDER BY q.n, t.id",
+        )
+        .bind(&environments)
+        .bind(&identifiers)
+        .fetch_all(&pool)
+        .await;
+        let answers = rows
+            .map_err(StoreError::from)
+            .and_then(|rows| group_traits(&rows, batch.len()));
+        match answers {
+            Ok(answers) => {
+                for (read, answer) in batch.into_iter().zip(answers) {
+                    let _ = read.reply.send(Ok(answer));
+                }
+            }
+            Err(error) => {
+                // Every request of the batch gets the error (rebuilt: errors are not Clone).
+                let unavailable = matches!(error, StoreError::Unavailable(_));
+                let message = error.to_string();
+                for read in batch {
+                    let error = anyhow::anyhow!("reading traits: {message}");
+                    let _ = read.reply.send(Err(if unavailable {
+                        StoreError::Unavailable(error)
+                    } else {
+                        StoreError::Other(error)
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// Rows of the batched read, per request in order: `None` for no such identity.
+fn group_traits(rows: &[sqlx::postgres::PgRow], len: usize) -> Result<Vec<Option<Vec<Trait>>>> {
+    let mut answers: Vec<Option<Vec<Trait>>> = vec![None; len];
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        let Some(answer) = usize::try_from(n - 1).ok().and_then(|i| answers.get_mut(i)) else {
+            continue;
+        };
+        if row.try_get::<Option<Id>, _>("identity")?.is_none() {
+            continue;
+        }
+        let traits = answer.get_or_insert_with(Vec::new);
+        if let Some(id) = row.try_get::<Option<Id>, _>("id")? {
+            traits.push(Trait {
+                id,
+                key: row.try_get("key")?,
+                value: crate::sql::parse_value(row.try_get("value")?)?,
+            });
+        }
+    }
+    Ok(answers)
 }
 
 impl PgStore {
@@ -95,10 +184,30 @@ impl PgStore {
             .await?;
         // Other replicas write too: identities are kept only while a change feed follows them.
         let cache = Arc::new(IdentityCache::new(false));
+        let (trait_reads, queue) = mpsc::unbounded_channel();
+        tokio::spawn(read_traits_in_batches(pool.clone(), queue));
         Ok(PgStore {
             read: pool.clone(),
             write: Writer { pool, cache },
+            trait_reads,
         })
+    }
+
+    /// An identity's traits as the database holds them now, through the batched reader.
+    async fn current_traits(
+        &self,
+        environment: Id,
+        identifier: &str,
+    ) -> Result<Option<Vec<Trait>>> {
+        let (reply, answer) = oneshot::channel();
+        let read = TraitRead {
+            environment,
+            identifier: identifier.to_owned(),
+            reply,
+        };
+        let gone = || StoreError::Other(anyhow::anyhow!("the trait reader has stopped"));
+        self.trait_reads.send(read).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Starts listening for changes made through any connection to this database.

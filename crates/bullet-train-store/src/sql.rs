@@ -1443,33 +1443,7 @@ macro_rules! sql_store {
                 environment_id: Id,
                 identifier: &str,
             ) -> Result<Option<Vec<Trait>>> {
-                if !$store::SHARED {
-                    return Ok(self.identity(environment_id, identifier).await?.map(|r| r.traits));
-                }
-                // One round trip: the identity's row (to tell "no identity" from "no traits")
-                // joined to its traits.
-                let rows = sqlx::query(
-                    "SELECT t.id, t.key, t.value FROM identities i \
-                     LEFT JOIN traits t ON t.identity_id = i.id \
-                     WHERE i.environment_id = $1 AND i.identifier = $2 ORDER BY t.id",
-                )
-                .bind(environment_id)
-                .bind(identifier)
-                .fetch_all(&self.read)
-                .await?;
-                if rows.is_empty() {
-                    return Ok(None);
-                }
-                let mut traits = Vec::with_capacity(rows.len());
-                for row in &rows {
-                    let Some(id) = row.try_get::<Option<Id>, _>("id")? else { continue };
-                    traits.push(Trait {
-                        id,
-                        key: row.try_get("key")?,
-                        value: parse_value(row.try_get("value")?)?,
-                    });
-                }
-                Ok(Some(traits))
+                self.current_traits(environment_id, identifier).await
             }
 
             fn shared(&self) -> bool {

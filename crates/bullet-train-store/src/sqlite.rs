@@ -58,6 +58,19 @@ impl SqliteStore {
     /// Only this process writes the file, so identities in memory are what the database holds.
     const SHARED: bool = false;
 
+    /// An identity's traits as the database holds them now: this process's view is exact.
+    async fn current_traits(
+        &self,
+        environment: crate::model::Id,
+        identifier: &str,
+    ) -> crate::Result<Option<Vec<crate::model::Trait>>> {
+        use crate::Store as _;
+        Ok(self
+            .identity(environment, identifier)
+            .await?
+            .map(|record| record.traits))
+    }
+
     /// A read transaction already sees one snapshot (WAL).
     const SNAPSHOT_READ: Option<&str> = None;
 

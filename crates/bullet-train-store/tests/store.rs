@@ -1137,3 +1137,51 @@ store_test!(
         );
     }
 );
+
+store_test!(
+    traits_for_write_answer_many_concurrent_requests_each_their_own,
+    |store| {
+        let env = store
+            .import_document(&sample())
+            .await
+            .unwrap()
+            .environment_id;
+        // Identities 0..50 with one trait each (its number), 50..60 with none, 60..70 absent.
+        let with_traits: Vec<(String, Vec<TraitChange>)> = (0..50)
+            .map(|i| {
+                (
+                    format!("user-{i}"),
+                    vec![TraitChange {
+                        key: "n".into(),
+                        value: Some(Value::Int(i)),
+                    }],
+                )
+            })
+            .chain((50..60).map(|i| (format!("user-{i}"), Vec::new())))
+            .collect();
+        store.write_traits(env, &with_traits).await.unwrap();
+        let reads = (0..70).map(|i| {
+            let store = store.clone();
+            async move {
+                (
+                    i,
+                    store
+                        .traits_for_write(env, &format!("user-{i}"))
+                        .await
+                        .unwrap(),
+                )
+            }
+        });
+        for (i, traits) in futures_util::future::join_all(reads).await {
+            match i {
+                0..50 => {
+                    let traits = traits.expect("stored");
+                    assert_eq!(traits.len(), 1, "user-{i}");
+                    assert_eq!(traits[0].value, Value::Int(i), "user-{i}");
+                }
+                50..60 => assert_eq!(traits, Some(Vec::new()), "user-{i}"),
+                _ => assert_eq!(traits, None, "user-{i}"),
+            }
+        }
+    }
+);
