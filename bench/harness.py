@@ -571,7 +571,10 @@ class Bench:
                   "rotating over 1,000 identifiers whose traits do not change (an SDK re-identifying its "
                   "users): light = 20 features and 3 segments; heavy = 50 features, 15 segments of 15 "
                   "conditions, 750 segment overrides. After the first round (the warm-up) answers come from "
-                  "the identity answer cache (on PostgreSQL kept current by the change feed). "
+                  "the identity answer cache. On PostgreSQL each such request first reads the "
+                  "identity's traits from the database (batched across concurrent requests), because "
+                  "another replica may have changed them: that read is what keeps a repeated value "
+                  "from being taken as stored when it is not, and it bounds PostgreSQL's figures here. "
                   "Unleash Edge: `GET /api/frontend` with the same 5 properties on the heavy data mapped "
                   "to Unleash segments and strategies.",
                   "- `identities_heavy_unique`: the heavy request for a new transient identity each time, "
