@@ -575,6 +575,18 @@ fn typed(value: &Value) -> Value {
     }
 }
 
+/// The `name` and `description` fields of a partial update, those given.
+fn renamed(name: Option<String>, description: Option<String>) -> serde_json::Map<String, Value> {
+    let mut fields = serde_json::Map::new();
+    if let Some(name) = name {
+        fields.insert("name".into(), json!(name));
+    }
+    if let Some(description) = description {
+        fields.insert("description".into(), json!(description));
+    }
+    fields
+}
+
 /// Columns of a multivariate option.
 const OPTION_COLUMNS: [(&str, &str); 4] = [
     ("id", "id"),
@@ -1135,13 +1147,7 @@ impl Context {
             } => {
                 let project = self.project_id(&project).await?;
                 let feature = self.feature(project, &feature).await?;
-                let mut body = serde_json::Map::new();
-                if let Some(name) = name {
-                    body.insert("name".into(), json!(name));
-                }
-                if let Some(description) = description {
-                    body.insert("description".into(), json!(description));
-                }
+                let mut body = renamed(name, description);
                 if let Some(hidden) = server_key_only {
                     body.insert("is_server_key_only".into(), json!(hidden));
                 }
@@ -1389,13 +1395,7 @@ impl Context {
             } => {
                 let project = self.project_id(&project).await?;
                 let found = self.segment(project, &segment).await?;
-                let mut body = serde_json::Map::new();
-                if let Some(name) = name {
-                    body.insert("name".into(), json!(name));
-                }
-                if let Some(description) = description {
-                    body.insert("description".into(), json!(description));
-                }
+                let mut body = renamed(name, description);
                 if let Some(rules) = segment_rules(&rules, matching, rules_file.as_deref())? {
                     body.insert("rules".into(), rules);
                 }

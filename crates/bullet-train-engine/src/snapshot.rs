@@ -80,8 +80,6 @@ pub(crate) enum Quantifier {
     All,
     Any,
     None,
-    /// Unknown rule type. Never evaluated: its segment is compiled without rules.
-    Invalid,
 }
 
 impl Quantifier {
@@ -90,7 +88,6 @@ impl Quantifier {
             Quantifier::All => items.all(|b| b),
             Quantifier::Any => items.any(|b| b),
             Quantifier::None => !items.any(|b| b),
-            Quantifier::Invalid => false,
         }
     }
 }
@@ -552,8 +549,9 @@ impl Builder {
             "ANY" => Quantifier::Any,
             "NONE" => Quantifier::None,
             other => {
+                // The warning disables the whole segment (`compile_rules`): any quantifier will do.
                 self.warn(segment, format!("unknown rule type {other:?}"));
-                Quantifier::Invalid
+                Quantifier::All
             }
         };
         Rule {

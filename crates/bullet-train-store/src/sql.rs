@@ -223,19 +223,22 @@ macro_rules! sql_store {
             Ok(())
         }
 
+        /// A trait from a row holding its `id`, `key` and `value`.
+        fn trait_row(row: &DbRow) -> Result<Trait> {
+            Ok(Trait {
+                id: row.try_get("id")?,
+                key: row.try_get("key")?,
+                value: parse_value(row.try_get("value")?)?,
+            })
+        }
+
         async fn identity_record(conn: &mut Conn, identity: Identity) -> Result<IdentityRecord> {
             let traits = sqlx::query("SELECT id, key, value FROM traits WHERE identity_id = $1 ORDER BY id")
                 .bind(identity.id)
                 .fetch_all(&mut *conn)
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(Trait {
-                        id: row.try_get("id")?,
-                        key: row.try_get("key")?,
-                        value: parse_value(row.try_get("value")?)?,
-                    })
-                })
+                .map(trait_row)
                 .collect::<Result<Vec<_>>>()?;
             let overrides = sqlx::query(&format!(
                 "SELECT {STATE_COLUMNS} FROM feature_states WHERE identity_id = $1 ORDER BY feature_id"

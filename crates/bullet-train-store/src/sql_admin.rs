@@ -1801,13 +1801,8 @@ macro_rules! sql_admin_items {
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await?
-                    .map(|row| -> Result<Trait> {
-                        Ok(Trait {
-                            id: row.try_get("id")?,
-                            key: row.try_get("key")?,
-                            value: parse_value(row.try_get("value")?)?,
-                        })
-                    })
+                    .as_ref()
+                    .map(trait_row)
                     .transpose()?;
                 let stored = match value {
                     Some(value) => {
@@ -1822,11 +1817,7 @@ macro_rules! sql_admin_items {
                         .bind(now_micros())
                         .fetch_one(&mut *tx)
                         .await?;
-                        Some(Trait {
-                            id: row.try_get("id")?,
-                            key: row.try_get("key")?,
-                            value: parse_value(row.try_get("value")?)?,
-                        })
+                        Some(trait_row(&row)?)
                     }
                     None => {
                         let done = sqlx::query("DELETE FROM traits WHERE identity_id = $1 AND key = $2")

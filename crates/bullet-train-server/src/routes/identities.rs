@@ -379,28 +379,24 @@ pub(crate) async fn post(
             // Most requests repeat what is stored: then a read answers, with no write at all.
             // Whether they do is decided on the database's values when other replicas write it
             // too, so that a value another replica has just replaced is written again.
-            let stored = if changes.is_empty() {
-                None
-            } else if shared {
-                let held = state
+            let held = changes.is_empty()
+                || !shared
+                || state
                     .store
                     .traits_for_write(environment_id, &identifier)
                     .await?
                     .is_some_and(|traits| unchanged(&traits, &changes));
-                if held && let Some(body) = cached() {
-                    return Ok(identity_response(&sdk, body));
-                }
-                // The identity as remembered, if it agrees with the database on these traits
-                // (otherwise the write below stores them again, which changes nothing).
-                if held {
-                    state
-                        .store
-                        .identity(environment_id, &identifier)
-                        .await?
-                        .filter(|record| unchanged(&record.traits, &changes))
-                } else {
-                    None
-                }
+            if shared
+                && held
+                && !changes.is_empty()
+                && let Some(body) = cached()
+            {
+                return Ok(identity_response(&sdk, body));
+            }
+            // The identity as remembered, if it holds these traits (otherwise the write below
+            // stores them, again if memory was only behind the database, which changes nothing).
+            let stored = if changes.is_empty() || !held {
+                None
             } else {
                 state
                     .store
