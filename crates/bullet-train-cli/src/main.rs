@@ -122,6 +122,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate(args) => {
             let store = bullet_train_server::open_store(&args.database_url).await?;
             store.migrate().await.context("applying migrations")?;
+            // Closed, not dropped: on PostgreSQL this replica's heartbeat goes at once.
+            store.close().await;
             println!("migrations applied");
             Ok(())
         }
@@ -162,6 +164,8 @@ async fn copy(args: CopyArgs) -> anyhow::Result<()> {
     for (table, rows) in &report.tables {
         println!("{table:<24} {rows:>10}");
     }
+    from.close().await;
+    to.close().await;
     println!("copied");
     Ok(())
 }

@@ -20,6 +20,10 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::{Duration, Instant};
+
+use crate::StoreError;
+use crate::lease::{self, Lease};
 use crate::model::{Id, IdentityRecord};
 
 /// Most identities kept; reaching it empties the cache.
@@ -157,6 +161,8 @@ impl Drop for WriteGuard {
 pub(crate) struct Writer<DB: sqlx::Database> {
     pub(crate) pool: sqlx::Pool<DB>,
     pub(crate) cache: Arc<IdentityCache>,
+    /// The sole-writer lease, on a database other replicas may write (PostgreSQL).
+    pub(crate) lease: Option<Arc<Lease>>,
 }
 
 impl<DB: sqlx::Database> Clone for Writer<DB> {
@@ -164,21 +170,57 @@ impl<DB: sqlx::Database> Clone for Writer<DB> {
         Writer {
             pool: self.pool.clone(),
             cache: self.cache.clone(),
+            lease: self.lease.clone(),
         }
     }
 }
 
-impl<DB: sqlx::Database> Writer<DB> {
-    /// Begins a write transaction.
-    pub(crate) async fn begin(&self) -> Result<WriteTx<DB>, sqlx::Error> {
+/// How a backend checks, in a write transaction, that no other replica holds the sole-writer
+/// lease (see `lease.rs`).
+pub(crate) trait Fence: sqlx::Database {
+    /// Whether `replica` may write in `tx`: no other replica's lease is valid.
+    fn admit(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        replica: i64,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+}
+
+/// How often a write waiting for another replica's lease to end checks again.
+const FENCE_POLL: Duration = Duration::from_millis(20);
+
+impl<DB: Fence> Writer<DB> {
+    /// Begins a write transaction. While another replica holds the sole-writer lease, waits for
+    /// it to end (asking it to step down), at most [`lease::WAIT`].
+    pub(crate) async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
         let guard = WriteGuard::new(&self.cache);
-        let tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await?;
+        if let Some(lease) = &self.lease {
+            let deadline = Instant::now() + lease::WAIT;
+            let mut asked = false;
+            while !lease.sole() && !DB::admit(&mut tx, lease.replica).await? {
+                tx.rollback().await?;
+                if Instant::now() >= deadline {
+                    return Err(StoreError::Unavailable(anyhow::anyhow!(
+                        "another replica holds the sole-writer lease and did not give it up"
+                    )));
+                }
+                if !asked {
+                    // This replica's tick records it as alive and notifies the holder.
+                    lease.wake();
+                    asked = true;
+                }
+                tokio::time::sleep(FENCE_POLL).await;
+                tx = self.pool.begin().await?;
+            }
+        }
         Ok(WriteTx {
             tx,
             _guard: Some(guard),
         })
     }
+}
 
+impl<DB: sqlx::Database> Writer<DB> {
     /// Begins a write transaction that touches nothing an identity answer is computed from (flag
     /// evaluation counts): kept identities stay valid, so SDKs reporting analytics every few
     /// seconds do not empty the cache.

@@ -31,6 +31,7 @@ pub mod admin;
 mod cache;
 pub mod document;
 mod events;
+mod lease;
 pub mod model;
 pub mod postgres;
 pub mod random;
@@ -205,14 +206,18 @@ pub trait Store: admin::AdminStore + std::fmt::Debug + Send + Sync + 'static {
     ) -> Result<Option<IdentityRecord>>;
     /// An identity's traits as the database holds them now (`None`: no such identity), to decide
     /// whether a trait write would change anything: from memory when only this process writes the
-    /// store (SQLite), from the database in one query when other replicas do too (PostgreSQL),
-    /// since skipping a write on a stale copy would lose it.
+    /// store (SQLite), from the database in one query on PostgreSQL, since skipping a write on a
+    /// copy that misses another replica's change would lose it.
     async fn traits_for_write(
         &self,
         environment_id: Id,
         identifier: &str,
     ) -> Result<Option<Vec<model::Trait>>>;
-    /// Whether other processes write this store too (PostgreSQL replicas).
+    /// Whether other processes may write this store now (PostgreSQL, unless this replica holds
+    /// the sole-writer lease): then memory may be behind the database, and a write is skipped only
+    /// once [`Store::traits_for_write`] shows it changes nothing. An answer of `false` stays
+    /// correct for whatever the caller decides from memory right after asking: the lease is
+    /// released in the database only after this starts answering `true`.
     fn shared(&self) -> bool;
     /// An identity, created if it does not exist.
     async fn ensure_identity(&self, environment_id: Id, identifier: &str)

@@ -2,17 +2,20 @@
 //! migrations (`migrations/postgres/`, applied under sqlx's advisory lock so replicas starting
 //! together migrate once), and the change feed that tells each replica what the others wrote
 //! (LISTEN/NOTIFY, fed by triggers of migrations 3 and 4). While a feed is followed, identities are
-//! kept in memory between requests (see `cache.rs`), the feed invalidating them.
+//! kept in memory between requests (see `cache.rs`), the feed invalidating them. A replica alone on
+//! the database holds the sole-writer lease and trusts that memory for write decisions too
+//! (`lease.rs`).
 
 use std::time::Duration;
 
 use sqlx::Row as _;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use std::sync::Arc;
 
-use crate::cache::{IdentityCache, Writer};
+use crate::cache::{Fence, IdentityCache, Writer};
+use crate::lease::{self, Lease};
 use crate::model::{Id, Trait};
 use crate::{Result, StoreError};
 
@@ -48,6 +51,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "project settings",
         include_str!("../migrations/postgres/0006_project_settings.sql"),
     ),
+    (
+        7,
+        "sole writer",
+        include_str!("../migrations/postgres/0007_sole_writer.sql"),
+    ),
 ];
 
 /// The channel the triggers notify on.
@@ -59,6 +67,19 @@ pub struct PgStore {
     read: PgPool,
     write: Writer<sqlx::Postgres>,
     trait_reads: mpsc::UnboundedSender<TraitRead>,
+    lease: Arc<Lease>,
+}
+
+impl Fence for sqlx::Postgres {
+    async fn admit(
+        tx: &mut sqlx::Transaction<'static, Self>,
+        replica: i64,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT bullet_train_may_write($1)")
+            .bind(replica)
+            .fetch_one(&mut **tx)
+            .await
+    }
 }
 
 /// One identity's traits asked of [`read_traits_in_batches`].
@@ -151,9 +172,23 @@ impl PgStore {
     /// of its traits (increments) queue instead of losing an update.
     const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1 FOR UPDATE";
 
-    /// Other replicas write the same database: identities in memory may miss their latest writes
-    /// for the notification delay.
-    const SHARED: bool = true;
+    /// Whether this replica is alone on the database and holds the sole-writer lease
+    /// (`lease.rs`); otherwise other replicas may write it, and identities in memory may miss
+    /// their latest writes for the notification delay.
+    fn sole_writer(&self) -> bool {
+        self.lease.sole()
+    }
+
+    /// Gives up the sole-writer lease and this replica's heartbeat.
+    async fn retire(&self) {
+        lease::retire(&self.lease, &self.read).await;
+    }
+
+    /// Watches whether this replica is the sole writer, as its ticks decide (it also stops being
+    /// one when a lease runs out unrenewed, which is not reported here).
+    pub fn sole_writer_changes(&self) -> watch::Receiver<bool> {
+        self.lease.subscribe()
+    }
 
     /// A read of several statements sees one snapshot only at this isolation level.
     const SNAPSHOT_READ: Option<&str> =
@@ -186,10 +221,21 @@ impl PgStore {
         let cache = Arc::new(IdentityCache::new(false));
         let (trait_reads, queue) = mpsc::unbounded_channel();
         tokio::spawn(read_traits_in_batches(pool.clone(), queue));
+        let lease = Arc::new(Lease::new());
+        tokio::spawn(lease::run(
+            Arc::downgrade(&lease),
+            pool.clone(),
+            cache.clone(),
+        ));
         Ok(PgStore {
             read: pool.clone(),
-            write: Writer { pool, cache },
+            write: Writer {
+                pool,
+                cache,
+                lease: Some(lease.clone()),
+            },
             trait_reads,
+            lease,
         })
     }
 
@@ -215,9 +261,12 @@ impl PgStore {
         let mut listener = PgListener::connect_with(&self.read).await?;
         listener.listen(CHANNEL).await?;
         self.write.cache.feed_started();
+        // Migrated by now: no need to wait a tick to become the sole writer.
+        self.lease.wake();
         Ok(Some(ChangeFeed {
             listener,
             cache: Some(self.write.cache.clone()),
+            lease: self.lease.clone(),
         }))
     }
 }
@@ -255,6 +304,8 @@ pub struct ChangeFeed {
     listener: PgListener,
     /// The store's identity cache, while this feed is connected.
     cache: Option<Arc<IdentityCache>>,
+    /// The store's sole-writer lease, woken when another replica asks it to step down.
+    lease: Arc<Lease>,
 }
 
 impl ChangeFeed {
@@ -279,6 +330,10 @@ impl ChangeFeed {
                     return Err(e.into());
                 }
             };
+            if notification.payload() == "replica" {
+                self.lease.wake();
+                continue;
+            }
             if let Some(change) = parse(notification.payload()) {
                 if change == Change::Identities {
                     cache.invalidate();

@@ -9,7 +9,7 @@ const KEY_ALPHABET: &[u8] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrs
 /// # Panics
 ///
 /// When the operating system has no randomness source: nothing secure can be done without one.
-fn fill(buf: &mut [u8]) {
+pub(crate) fn fill(buf: &mut [u8]) {
     getrandom::fill(buf).expect("the operating system's random source is unavailable");
 }
 

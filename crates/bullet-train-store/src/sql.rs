@@ -1081,6 +1081,7 @@ macro_rules! sql_store {
             }
 
             async fn close(&self) {
+                $store::retire(self).await;
                 // Readers first (on PostgreSQL both are the same pool).
                 self.read.close().await;
                 self.write.pool.close().await;
@@ -1450,7 +1451,7 @@ macro_rules! sql_store {
             }
 
             fn shared(&self) -> bool {
-                $store::SHARED
+                !$store::sole_writer(self)
             }
 
             async fn ensure_identity(&self, environment_id: Id, identifier: &str) -> Result<IdentityRecord> {

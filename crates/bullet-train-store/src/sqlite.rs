@@ -43,6 +43,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// Only this process writes an SQLite database: there is no lease to check.
+impl crate::cache::Fence for sqlx::Sqlite {
+    async fn admit(
+        _tx: &mut sqlx::Transaction<'static, Self>,
+        _replica: i64,
+    ) -> std::result::Result<bool, sqlx::Error> {
+        Ok(true)
+    }
+}
+
 /// The SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -56,7 +66,12 @@ impl SqliteStore {
     const LOCK_IDENTITY: &str = "SELECT id FROM identities WHERE id = $1";
 
     /// Only this process writes the file, so identities in memory are what the database holds.
-    const SHARED: bool = false;
+    fn sole_writer(&self) -> bool {
+        true
+    }
+
+    /// Nothing to give up when closing.
+    async fn retire(&self) {}
 
     /// An identity's traits as the database holds them now: this process's view is exact.
     async fn current_traits(
@@ -110,7 +125,11 @@ impl SqliteStore {
         let cache = Arc::new(IdentityCache::new(true));
         Ok(SqliteStore {
             read,
-            write: Writer { pool: write, cache },
+            write: Writer {
+                pool: write,
+                cache,
+                lease: None,
+            },
         })
     }
 

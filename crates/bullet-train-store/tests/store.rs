@@ -1021,6 +1021,17 @@ mod admin {
     });
 }
 
+/// Identity `ann`'s `colour` trait set to `value`, as [`Store::write_traits`] takes it.
+fn colour(value: &str) -> Vec<(String, Vec<TraitChange>)> {
+    vec![(
+        "ann".to_owned(),
+        vec![TraitChange {
+            key: "colour".into(),
+            value: Some(Value::from(value)),
+        }],
+    )]
+}
+
 /// PostgreSQL, two stores on one database (two replicas): one keeps identities in memory only while
 /// it follows the change feed, and the feed brings it the other's writes.
 #[tokio::test]
@@ -1028,15 +1039,6 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
     let (a, database) = open(TestDatabase::postgres().await).await;
     let b: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await.unwrap());
     let env = a.import_document(&sample()).await.unwrap().environment_id;
-    let colour = |value: &str| {
-        vec![(
-            "ann".to_owned(),
-            vec![TraitChange {
-                key: "colour".into(),
-                value: Some(Value::from(value)),
-            }],
-        )]
-    };
     let stored = |record: Option<bullet_train_store::model::IdentityRecord>| {
         record.unwrap().traits[0].value.clone()
     };
@@ -1097,6 +1099,59 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
     assert_eq!(
         stored(b.identity(env, "ann").await.unwrap()),
         Value::from("black")
+    );
+}
+
+/// PostgreSQL: a store alone on its database becomes its sole writer (it may then decide trait
+/// writes from memory); another store's first write waits until it has stepped down; a store that
+/// vanishes without stepping down (a crash) delays the others' writes until its lease runs out,
+/// and never blocks them.
+#[tokio::test]
+async fn postgres_a_store_alone_on_its_database_is_its_sole_writer() {
+    use std::time::Duration;
+    let database = TestDatabase::postgres().await;
+    let a = PgStore::connect(database.url()).await.unwrap();
+    a.migrate().await.unwrap();
+    let mut a_mode = a.sole_writer_changes();
+    // A keeps identities in memory while it has a feed. The feed is not read: another store's
+    // request to step down, which arrives through it, stays unheard, so A steps down only at its
+    // next tick and B's write is seen to wait for that.
+    let feed = a.change_feed().await.unwrap().unwrap();
+    let sole = |mode: &mut tokio::sync::watch::Receiver<bool>| {
+        let mode = mode.clone();
+        async move {
+            let mut mode = mode;
+            tokio::time::timeout(Duration::from_secs(10), mode.wait_for(|sole| *sole))
+                .await
+                .expect("never became the sole writer")
+                .unwrap();
+        }
+    };
+    sole(&mut a_mode).await;
+    assert!(!a.shared());
+    let env = a.import_document(&sample()).await.unwrap().environment_id;
+    a.write_traits(env, &colour("red")).await.unwrap();
+
+    let b = PgStore::connect(database.url()).await.unwrap();
+    b.write_traits(env, &colour("blue")).await.unwrap();
+    assert!(a.shared(), "A stepped down before B wrote");
+    assert_eq!(
+        a.traits_for_write(env, "ann").await.unwrap().unwrap()[0].value,
+        Value::from("blue")
+    );
+
+    // B leaves cleanly: A is alone again.
+    b.close().await;
+    sole(&mut a_mode).await;
+
+    // A vanishes holding the lease: C's write waits for the lease to run out, then succeeds.
+    drop(feed);
+    drop(a);
+    let c = PgStore::connect(database.url()).await.unwrap();
+    c.write_traits(env, &colour("green")).await.unwrap();
+    assert_eq!(
+        c.identity(env, "ann").await.unwrap().unwrap().traits[0].value,
+        Value::from("green")
     );
 }
 

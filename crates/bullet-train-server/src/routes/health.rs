@@ -1,7 +1,8 @@
 //! Health routes: `/health` (ready once the server serves), Flagsmith's `/health/liveness/` and
 //! `/health/readiness/`, `/healthcheck` and `/version/`; `/health/database` reports whether the
 //! database answers (flags keep being served from memory when it does not, so load balancers
-//! should check `/health`, and monitoring `/health/database`).
+//! should check `/health`, and monitoring `/health/database`) and whether this server is the
+//! database's sole writer.
 
 use axum::Json;
 use axum::Router;
@@ -12,12 +13,18 @@ use serde_json::{Value, json};
 
 use crate::state::AppState;
 
-/// 200 when the database answers, 503 otherwise.
+/// 200 when the database answers, 503 otherwise; `sole_writer` says whether this server decides
+/// trait writes from memory (SQLite, or the only replica on PostgreSQL) or reads the database first
+/// (PostgreSQL with other replicas).
 async fn database(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.revisions().await {
         Ok(environments) => (
             StatusCode::OK,
-            Json(json!({ "status": "ok", "environments": environments.len() })),
+            Json(json!({
+                "status": "ok",
+                "environments": environments.len(),
+                "sole_writer": !state.store.shared(),
+            })),
         ),
         Err(e) => {
             tracing::warn!(error = %e, "database health check failed");

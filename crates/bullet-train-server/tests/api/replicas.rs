@@ -1,7 +1,8 @@
 //! Several replicas on one PostgreSQL database (always PostgreSQL, whatever the test backend):
 //! writes through one reach the others' snapshots, `flags/` and streams; a replica cut off from the
 //! database keeps serving and catches up; concurrent trait writes through both lose nothing; identity
-//! answers a replica keeps in memory follow the other's writes.
+//! answers a replica keeps in memory follow the other's writes; a replica alone on the database is
+//! its sole writer until another one starts.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -229,6 +230,57 @@ async fn a_value_repeated_right_after_another_replicas_change_is_stored() {
         assert_eq!(colour(&a).await, json!("red"));
         assert_eq!(colour(&b).await, json!("red"));
     }
+}
+
+/// Whether `app` reports itself the database's sole writer (`/health/database`).
+async fn sole_writer(app: &TestApp) -> bool {
+    let (status, body) = app.get_json("/health/database", KEY).await;
+    assert_eq!(status, 200, "{body}");
+    body["sole_writer"].as_bool().expect("sole_writer reported")
+}
+
+/// Polls `/health/database` every 10 ms, for at most 10 s, until `sole_writer` is `expected`.
+async fn wait_for_sole_writer(app: &TestApp, expected: bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sole_writer(app).await != expected {
+        assert!(
+            Instant::now() < deadline,
+            "sole_writer never became {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_replica_alone_decides_from_memory_until_another_one_starts_and_again_after() {
+    let database = TestDatabase::postgres().await;
+    let url = database.url().to_owned();
+    let a = TestApp::on(&url, Limits::default(), Some(database)).await;
+    a.import(&sample()).await;
+    wait_for_sole_writer(&a, true).await;
+    // A keeps ann, red, in memory and trusts it.
+    set_colour(&a, "red").await;
+    assert_eq!(colour(&a).await, json!("red"));
+
+    // B starts; its first write waits until A has stopped trusting its memory.
+    let b = TestApp::on(&url, Limits::default(), None).await;
+    let mut on_a = Stream::open(&a).await;
+    set_colour(&b, "blue").await;
+    assert!(!sole_writer(&a).await, "A stepped down before B wrote");
+    assert!(!sole_writer(&b).await);
+    // "red" again through A, before it can have heard of B's write: a write, not a value held.
+    set_colour(&a, "red").await;
+    settle(&b, &mut on_a).await;
+    assert_eq!(colour(&a).await, json!("red"));
+    assert_eq!(colour(&b).await, json!("red"));
+
+    // B stops: A is alone again, and what it answers from memory is what the database holds.
+    set_colour(&b, "green").await;
+    b.stop().await;
+    wait_for_sole_writer(&a, true).await;
+    assert_eq!(colour(&a).await, json!("green"));
+    set_colour(&a, "red").await;
+    assert_eq!(colour(&a).await, json!("red"));
 }
 
 #[tokio::test]
