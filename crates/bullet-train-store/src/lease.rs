@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgPool;
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnection, PgPool};
 use tokio::sync::{Mutex, Notify, watch};
 
 use crate::cache::IdentityCache;
@@ -53,7 +54,7 @@ pub(crate) struct Lease {
     until: AtomicU64,
     /// Wakes the ticking task early (another replica asks this one to step down).
     wake: Notify,
-    /// Whether the mode is on, as last decided by a tick (for tests and health reports).
+    /// Whether the mode is on, sent after every tick (for tests).
     changes: watch::Sender<bool>,
     /// Set when the store closes: no more ticks.
     retired: AtomicBool,
@@ -85,7 +86,7 @@ impl Lease {
         self.now() < self.until.load(Ordering::SeqCst)
     }
 
-    /// Watches the mode as ticks decide it.
+    /// Watches the mode, sent after every tick even when unchanged.
     pub(crate) fn subscribe(&self) -> watch::Receiver<bool> {
         self.changes.subscribe()
     }
@@ -112,6 +113,9 @@ impl Lease {
 /// lease is left to run out). `cache` is the store's identity memory, emptied whenever the lease
 /// is taken afresh.
 pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCache>) {
+    // Its own connection: a pool busy with requests must not hold up the renewal.
+    let options = pool.connect_options();
+    let mut conn: Option<PgConnection> = None;
     loop {
         let Some(current) = lease.upgrade() else {
             return;
@@ -121,7 +125,23 @@ pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCac
             if current.retired.load(Ordering::SeqCst) {
                 return;
             }
-            tick(&current, &pool, &cache).await;
+            if conn.is_none() {
+                match PgConnection::connect_with(&options).await {
+                    Ok(connected) => conn = Some(connected),
+                    Err(error) => tracing::debug!(%error, "sole-writer connection failed"),
+                }
+            }
+            if let Some(connected) = &mut conn
+                && !tick(&current, connected, &cache).await
+            {
+                // Reconnect for the next tick.
+                conn = None;
+            }
+            if conn.is_none() {
+                lapse(&current);
+            }
+            // Every tick is reported, changed or not (tests wait for ticks).
+            current.changes.send_replace(current.sole());
         }
         let wait = tokio::time::sleep(TICK);
         tokio::select! {
@@ -131,14 +151,22 @@ pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCac
     }
 }
 
-/// One tick: heartbeat, then renew, take or give up the lease.
-async fn tick(lease: &Lease, pool: &PgPool, cache: &IdentityCache) {
+/// Reports the mode off once a lease held here has run out unrenewed.
+fn lapse(lease: &Lease) {
+    if !lease.sole() && *lease.changes.borrow() {
+        lease.step_down();
+    }
+}
+
+/// One tick: heartbeat, then renew, take or give up the lease. `false` when the database did not
+/// answer (the connection is then replaced).
+async fn tick(lease: &Lease, conn: &mut PgConnection, cache: &IdentityCache) -> bool {
     let sent = lease.now();
     let query = sqlx::query_scalar::<_, i32>("SELECT bullet_train_tick($1, $2, $3)")
         .bind(lease.replica)
         .bind(LEASE)
         .bind(ALIVE)
-        .fetch_one(pool);
+        .fetch_one(&mut *conn);
     // A tick answered later than the lease lasts would be of no use anyway.
     let answer = match tokio::time::timeout(LEASE, query).await {
         Ok(answer) => answer,
@@ -157,25 +185,24 @@ async fn tick(lease: &Lease, pool: &PgPool, cache: &IdentityCache) {
         Ok(_) => {
             if *lease.changes.borrow() {
                 lease.step_down();
-                release(lease, pool).await;
+                release(lease, &mut *conn).await;
                 tracing::info!("another replica is running: checking trait writes in the database");
             }
         }
         // The database is unreachable: the mode lapses by itself when the lease runs out.
         Err(error) => {
             tracing::debug!(%error, "sole-writer tick failed");
-            if !lease.sole() && *lease.changes.borrow() {
-                lease.step_down();
-            }
+            return false;
         }
     }
+    true
 }
 
 /// Gives the lease up in the database (after [`Lease::step_down`]).
-async fn release(lease: &Lease, pool: &PgPool) {
+async fn release<'c>(lease: &Lease, conn: impl sqlx::PgExecutor<'c>) {
     let released = sqlx::query("UPDATE sole_writer SET replica = NULL WHERE replica = $1")
         .bind(lease.replica)
-        .execute(pool)
+        .execute(conn)
         .await;
     if let Err(error) = released {
         tracing::debug!(%error, "releasing the sole-writer lease failed (it expires by itself)");
@@ -187,6 +214,8 @@ async fn release(lease: &Lease, pool: &PgPool) {
 pub(crate) async fn retire(lease: &Lease, pool: &PgPool) {
     let _ticking = lease.ticking.lock().await;
     lease.retired.store(true, Ordering::SeqCst);
+    // The ticking task ends (and closes its connection) now rather than after its sleep.
+    lease.wake();
     lease.step_down();
     release(lease, pool).await;
     let forgotten = sqlx::query("DELETE FROM replicas WHERE id = $1")

@@ -58,6 +58,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How this version's connections name themselves to PostgreSQL (`pg_stat_activity`).
+pub const APPLICATION_NAME: &str = "bullet-train+lease";
+
 /// The channel the triggers notify on.
 const CHANNEL: &str = "bullet_train_changes";
 
@@ -184,8 +187,8 @@ impl PgStore {
         lease::retire(&self.lease, &self.read).await;
     }
 
-    /// Watches whether this replica is the sole writer, as its ticks decide (it also stops being
-    /// one when a lease runs out unrenewed, which is not reported here).
+    /// Watches whether this replica is the sole writer: a value after every tick (about once a
+    /// second), changed or not.
     pub fn sole_writer_changes(&self) -> watch::Receiver<bool> {
         self.lease.subscribe()
     }
@@ -209,7 +212,9 @@ impl PgStore {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
-        let options = options.application_name("bullet-train");
+        // Not plain "bullet-train": that names servers of releases without the sole-writer lease,
+        // whose presence keeps every replica from taking it (migration 7).
+        let options = options.application_name(APPLICATION_NAME);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)

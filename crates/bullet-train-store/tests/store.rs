@@ -1021,6 +1021,17 @@ mod admin {
     });
 }
 
+/// A connection to the PostgreSQL database at `url` named as servers of releases without the
+/// sole-writer lease name theirs: while it is open, no store takes the lease.
+async fn earlier_release_connection(url: &str) -> sqlx::PgConnection {
+    use sqlx::Connection as _;
+    use std::str::FromStr as _;
+    let options = sqlx::postgres::PgConnectOptions::from_str(url)
+        .unwrap()
+        .application_name("bullet-train");
+    sqlx::PgConnection::connect_with(&options).await.unwrap()
+}
+
 /// Identity `ann`'s `colour` trait set to `value`, as [`Store::write_traits`] takes it.
 fn colour(value: &str) -> Vec<(String, Vec<TraitChange>)> {
     vec![(
@@ -1036,7 +1047,10 @@ fn colour(value: &str) -> Vec<(String, Vec<TraitChange>)> {
 /// it follows the change feed, and the feed brings it the other's writes.
 #[tokio::test]
 async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
-    let (a, database) = open(TestDatabase::postgres().await).await;
+    let database = TestDatabase::postgres().await;
+    // Neither store takes the sole-writer lease (tested below) while this is connected.
+    let _earlier = earlier_release_connection(database.url()).await;
+    let (a, database) = open(database).await;
     let b: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await.unwrap());
     let env = a.import_document(&sample()).await.unwrap().environment_id;
     let stored = |record: Option<bullet_train_store::model::IdentityRecord>| {
@@ -1153,6 +1167,35 @@ async fn postgres_a_store_alone_on_its_database_is_its_sole_writer() {
         c.identity(env, "ann").await.unwrap().unwrap().traits[0].value,
         Value::from("green")
     );
+}
+
+/// PostgreSQL: while a server of an earlier release, which knows nothing of the sole-writer lease,
+/// is connected to the database (its connections are named plain `bullet-train`), no replica takes
+/// the lease; once it is gone, one does.
+#[tokio::test]
+async fn postgres_no_sole_writer_while_a_server_of_an_earlier_release_is_connected() {
+    use sqlx::Connection as _;
+    use std::time::Duration;
+    let database = TestDatabase::postgres().await;
+    let earlier = earlier_release_connection(database.url()).await;
+    let a = PgStore::connect(database.url()).await.unwrap();
+    a.migrate().await.unwrap();
+    let _feed = a.change_feed().await.unwrap().unwrap();
+    let mut mode = a.sole_writer_changes();
+    for _ in 0..3 {
+        tokio::time::timeout(Duration::from_secs(10), mode.changed())
+            .await
+            .expect("no tick")
+            .unwrap();
+        assert!(!*mode.borrow_and_update(), "took the lease");
+        assert!(a.shared());
+    }
+    earlier.close().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mode.wait_for(|sole| *sole))
+        .await
+        .expect("never became the sole writer")
+        .unwrap();
+    assert!(!a.shared());
 }
 
 store_test!(

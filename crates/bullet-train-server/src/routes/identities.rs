@@ -318,8 +318,10 @@ pub(crate) async fn post(
     RawJson(raw): RawJson,
 ) -> ApiResult<Response> {
     // The same request as before, with nothing changed since: the same answer. When other
-    // replicas write the store too, a request that stores traits is answered so only once the
-    // database is seen to hold them already (below): memory may not know another replica's write.
+    // replicas may write the store too (PostgreSQL without the sole-writer lease), a request that
+    // stores traits is answered so only once the database is seen to hold them already (below):
+    // memory may not know another replica's write. `shared` is read once, here: a request that
+    // saw the lease held began before any other replica could write.
     let generation = state.store.identity_generation();
     let revision = sdk.snapshot.revision;
     let environment_id = sdk.environment.id;

@@ -17,7 +17,7 @@ INSERT INTO sole_writer (singleton) VALUES (TRUE);
 
 -- Called by a replica once a second: records that it is alive, then renews its lease (1), takes
 -- the lease (2) or does neither (0). The lease is taken only when no other replica was seen within
--- `alive`, and only under the exclusive advisory lock that every write not made by the holder
+-- `alive` (nor any server of an earlier release is connected), and only under the exclusive advisory lock that every write not made by the holder
 -- shares (below): writes that checked the lease before it was taken have committed by then.
 -- A replica that finds another one's lease valid notifies it, so that it steps down at once.
 CREATE FUNCTION bullet_train_tick(me BIGINT, lease INTERVAL, alive INTERVAL) RETURNS INTEGER AS $$
@@ -27,7 +27,11 @@ BEGIN
     INSERT INTO replicas (id, seen_at) VALUES (me, clock_timestamp())
         ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at;
     DELETE FROM replicas WHERE seen_at < clock_timestamp() - INTERVAL '1 minute';
-    IF EXISTS (SELECT 1 FROM replicas WHERE id <> me AND seen_at > clock_timestamp() - alive) THEN
+    -- Servers of earlier releases (connections named plain 'bullet-train') know nothing of the
+    -- lease: while one is connected, nobody takes it.
+    IF EXISTS (SELECT 1 FROM replicas WHERE id <> me AND seen_at > clock_timestamp() - alive)
+        OR EXISTS (SELECT 1 FROM pg_stat_activity
+                   WHERE datname = current_database() AND application_name = 'bullet-train') THEN
         SELECT replica INTO holder FROM sole_writer WHERE until > clock_timestamp();
         IF holder IS NOT NULL AND holder <> me THEN
             PERFORM pg_notify('bullet_train_changes', 'replica');
