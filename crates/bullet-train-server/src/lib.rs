@@ -124,7 +124,7 @@ impl Server {
             .await
             .context("loading environments")?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             store,
             registry: Arc::new(registry),
             admin_token: Arc::new(AdminToken { sha256 }),
@@ -132,7 +132,7 @@ impl Server {
             webhooks: Arc::new(Webhooks::default()),
             responses: Arc::default(),
             shutdown: shutdown_rx,
-        };
+        });
         let router = routes::router(state.clone());
         let closed = state.store.close_idle_connections().await;
         tracing::debug!(closed, "idle database connections closed after start-up");

@@ -66,6 +66,18 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
+/// A layer stack for a router: tracing and panic recovery outermost, then `$layer`s. They are
+/// part of each router's one stack rather than layers of the merged router, which would box and
+/// clone a second service for every request.
+macro_rules! guarded {
+    ($($layer:expr),* $(,)?) => {
+        ServiceBuilder::new()
+            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .layer(CatchPanicLayer::custom(panicked))
+            $(.layer($layer))*
+    };
+}
+
 /// The router with every route, layered with limits, CORS for the SDK routes, panic recovery and
 /// tracing, and the OpenAPI document built from the same routes.
 pub(crate) fn router(state: AppState) -> Router {
@@ -86,28 +98,26 @@ pub(crate) fn router(state: AppState) -> Router {
     );
     Router::new()
         .merge(api_routes)
-        .merge(openapi)
-        .merge(health::router())
+        .merge(openapi.layer(guarded!()))
+        .merge(health::router().layer(guarded!()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .layer(
-                    TraceLayer::new_for_http().make_span_with(|request: &Request| {
-                        // Only the route pattern: paths and queries may carry identifiers (personal
-                        // data).
-                        let route = request
-                            .extensions()
-                            .get::<MatchedPath>()
-                            .map_or("<unmatched>", MatchedPath::as_str);
-                        tracing::debug_span!("request", method = %request.method(), route)
-                    }),
-                )
-                .layer(CatchPanicLayer::custom(|_| {
-                    ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
-                })),
-        )
         .with_state(state)
+}
+
+/// The span of one request: only the route pattern, since paths and queries may carry identifiers
+/// (personal data).
+fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str);
+    tracing::debug_span!("request", method = %request.method(), route)
+}
+
+/// The answer to a handler's panic.
+fn panicked(_: Box<dyn std::any::Any + Send>) -> Response {
+    ApiError::Internal(anyhow::anyhow!("a handler panicked")).into_response()
 }
 
 /// The SDK and admin routes with their limits and CORS, and the OpenAPI document of the same
@@ -157,29 +167,28 @@ fn documented_routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::Open
     // preflights). Each router gets its layers as one stack: one boxed service per request.
     let memory = memory
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .layer(cors())
-                .layer(DefaultBodyLimit::max(limits.sdk_body_bytes)),
-        );
+        .layer(guarded!(
+            cors(),
+            DefaultBodyLimit::max(limits.sdk_body_bytes)
+        ));
     let stored = stored
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(
-            ServiceBuilder::new()
-                .layer(cors())
-                .layer(DefaultBodyLimit::max(limits.sdk_body_bytes))
-                .layer(timeout()),
-        );
+        .layer(guarded!(
+            cors(),
+            DefaultBodyLimit::max(limits.sdk_body_bytes),
+            timeout()
+        ));
     let stream = stream
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(cors());
+        .layer(guarded!(cors()));
     let sdk = memory.merge(stored).merge(stream);
     let (admin, admin_api) = admin::router().split_for_parts();
-    let admin = admin.method_not_allowed_fallback(method_not_allowed).layer(
-        ServiceBuilder::new()
-            .layer(DefaultBodyLimit::max(limits.admin_body_bytes))
-            .layer(timeout()),
-    );
+    let admin = admin
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(guarded!(
+            DefaultBodyLimit::max(limits.admin_body_bytes),
+            timeout()
+        ));
     let mut api = ApiDoc::openapi();
     api.merge(memory_api);
     api.merge(stored_api);
