@@ -182,6 +182,11 @@ impl PgStore {
         self.lease.sole()
     }
 
+    /// Migrated: the lease's tables exist, so tick now rather than at the next second.
+    fn migrated(&self) {
+        self.lease.wake();
+    }
+
     /// Gives up the sole-writer lease and this replica's heartbeat.
     async fn retire(&self) {
         lease::retire(&self.lease, &self.read).await;

@@ -1027,6 +1027,7 @@ macro_rules! sql_store {
                     .run(&self.write.pool)
                     .await
                     .map_err(|e| StoreError::Other(e.into()))?;
+                $store::migrated(self);
                 Ok(())
             }
 

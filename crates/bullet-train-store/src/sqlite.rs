@@ -73,6 +73,9 @@ impl SqliteStore {
     /// Nothing to give up when closing.
     async fn retire(&self) {}
 
+    /// Nothing to start once migrated.
+    fn migrated(&self) {}
+
     /// An identity's traits as the database holds them now: this process's view is exact.
     async fn current_traits(
         &self,

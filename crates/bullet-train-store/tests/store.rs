@@ -10,13 +10,26 @@ use bullet_train_store::{PgStore, ServerKeyUpdate, SqliteStore, Store, StoreErro
 use serde_json::json;
 
 /// A fresh, migrated store of each backend (the database lives as long as the returned guard).
+/// On PostgreSQL, once the store holds the sole-writer lease: taking it empties the identity cache,
+/// which must not happen in the middle of a test.
 async fn open(database: TestDatabase) -> (Arc<dyn Store>, TestDatabase) {
     let store: Arc<dyn Store> = if database.is_postgres() {
-        Arc::new(PgStore::connect(database.url()).await.unwrap())
+        let store = PgStore::connect(database.url()).await.unwrap();
+        let mut sole = store.sole_writer_changes();
+        store.migrate().await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            sole.wait_for(|sole| *sole),
+        )
+        .await
+        .expect("never became the sole writer")
+        .unwrap();
+        Arc::new(store)
     } else {
-        Arc::new(SqliteStore::connect(database.url()).await.unwrap())
+        let store = SqliteStore::connect(database.url()).await.unwrap();
+        store.migrate().await.unwrap();
+        Arc::new(store)
     };
-    store.migrate().await.unwrap();
     (store, database)
 }
 
@@ -1050,7 +1063,8 @@ async fn postgres_identities_kept_in_memory_follow_the_change_feed() {
     let database = TestDatabase::postgres().await;
     // Neither store takes the sole-writer lease (tested below) while this is connected.
     let _earlier = earlier_release_connection(database.url()).await;
-    let (a, database) = open(database).await;
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await.unwrap());
+    a.migrate().await.unwrap();
     let b: Arc<dyn Store> = Arc::new(PgStore::connect(database.url()).await.unwrap());
     let env = a.import_document(&sample()).await.unwrap().environment_id;
     let stored = |record: Option<bullet_train_store::model::IdentityRecord>| {
