@@ -189,15 +189,17 @@ pub(crate) trait Fence: sqlx::Database {
 const FENCE_POLL: Duration = Duration::from_millis(20);
 
 impl<DB: Fence> Writer<DB> {
-    /// Begins a write transaction. While another replica holds the sole-writer lease, waits for
-    /// it to end (asking it to step down), at most [`lease::WAIT`].
+    /// Begins a write transaction. On a database other replicas may write, its first statement
+    /// checks the sole-writer lease, holding a shared lock until the transaction ends so that no
+    /// replica can take the lease meanwhile (the holder's own writes too: its lease may run out
+    /// before they commit). While another replica holds the lease, waits for it to end (asking it
+    /// to step down), at most [`lease::WAIT`].
     pub(crate) async fn begin(&self) -> Result<WriteTx<DB>, StoreError> {
-        let guard = WriteGuard::new(&self.cache);
         let mut tx = self.pool.begin().await?;
         if let Some(lease) = &self.lease {
             let deadline = Instant::now() + lease::WAIT;
             let mut asked = false;
-            while !lease.sole() && !DB::admit(&mut tx, lease.replica).await? {
+            while !DB::admit(&mut tx, lease.replica).await? {
                 tx.rollback().await?;
                 if Instant::now() >= deadline {
                     return Err(StoreError::Unavailable(anyhow::anyhow!(
@@ -213,9 +215,10 @@ impl<DB: Fence> Writer<DB> {
                 tx = self.pool.begin().await?;
             }
         }
+        // Marked as a write from here, before it changes anything (not while it waited).
         Ok(WriteTx {
             tx,
-            _guard: Some(guard),
+            _guard: Some(WriteGuard::new(&self.cache)),
         })
     }
 }

@@ -11,13 +11,16 @@
 //!   replica was seen for [`ALIVE`], takes or renews the lease, valid for [`LEASE`] in the
 //!   database's clock. It counts itself the sole writer until [`LEASE`] minus a margin after it
 //!   *sent* the tick, which is never later than the database's expiry.
-//! - Every write transaction of a replica that is not the sole writer first shares an advisory lock
-//!   and checks that no other replica's lease is valid; if one is, it waits for it to end (the
-//!   holder, notified, steps down within milliseconds; a holder that died lets it expire). Taking
-//!   the lease needs the lock exclusively, so writes that passed the check have committed first.
-//! - Stepping down clears the local mode *before* releasing the lease in the database, and a lease
-//!   taken afresh (not renewed without gap) drops every identity kept in memory first: memory is
-//!   trusted only for what was read while nobody else could write.
+//! - Every write transaction first shares an advisory lock, until it ends, and checks that no other
+//!   replica's lease is valid; if one is, it waits for it to end (the holder, notified, steps down
+//!   within milliseconds; a holder that died lets it expire). Taking the lease needs the lock
+//!   exclusively, so writes that passed the check have committed first, the holder's own among
+//!   them (its lease may have run out before they commit). Sessions are READ COMMITTED, so the
+//!   check reads the lease after the lock wait.
+//! - Stepping down clears the local mode *before* releasing the lease in the database; a tick
+//!   that goes unanswered clears it at once; and a lease taken afresh, or renewed after any gap
+//!   here, drops every identity kept in memory first: memory is trusted only for what was read
+//!   while nobody else could write.
 //!
 //! A request that saw the mode still on may finish after another replica's write: it began before
 //! that write could, so answering as if it came first is correct.
@@ -113,9 +116,13 @@ impl Lease {
 /// lease is left to run out). `cache` is the store's identity memory, emptied whenever the lease
 /// is taken afresh.
 pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCache>) {
-    // Its own connection: a pool busy with requests must not hold up the renewal.
+    // Its own connection, so that a pool busy with requests does not hold up the renewal; a pooled
+    // one when it cannot be had (for example at the server's connection limit), so that this
+    // replica keeps being seen as alive.
     let options = pool.connect_options();
-    let mut conn: Option<PgConnection> = None;
+    let mut own: Option<PgConnection> = None;
+    // Whether the database may record this replica as the holder (it is released when not needed).
+    let mut may_hold = false;
     loop {
         let Some(current) = lease.upgrade() else {
             return;
@@ -125,20 +132,25 @@ pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCac
             if current.retired.load(Ordering::SeqCst) {
                 return;
             }
-            if conn.is_none() {
-                match PgConnection::connect_with(&options).await {
-                    Ok(connected) => conn = Some(connected),
-                    Err(error) => tracing::debug!(%error, "sole-writer connection failed"),
+            if own.is_none() {
+                match tokio::time::timeout(LEASE, PgConnection::connect_with(&options)).await {
+                    Ok(Ok(connected)) => own = Some(connected),
+                    Ok(Err(error)) => tracing::debug!(%error, "sole-writer connection failed"),
+                    Err(_) => tracing::debug!("sole-writer connection timed out"),
                 }
             }
-            if let Some(connected) = &mut conn
-                && !tick(&current, connected, &cache).await
-            {
-                // Reconnect for the next tick.
-                conn = None;
-            }
-            if conn.is_none() {
-                lapse(&current);
+            let answered = if let Some(conn) = &mut own {
+                tick(&current, conn, &cache, &mut may_hold).await
+            } else if let Ok(Ok(mut conn)) = tokio::time::timeout(LEASE, pool.acquire()).await {
+                tick(&current, &mut conn, &cache, &mut may_hold).await
+            } else {
+                false
+            };
+            if !answered {
+                // Unconfirmed: memory is trusted no longer (the database may still record this
+                // replica as the holder; a later tick renews or releases it).
+                own = None;
+                current.step_down();
             }
             // Every tick is reported, changed or not (tests wait for ticks).
             current.changes.send_replace(current.sole());
@@ -151,50 +163,57 @@ pub(crate) async fn run(lease: Weak<Lease>, pool: PgPool, cache: Arc<IdentityCac
     }
 }
 
-/// Reports the mode off once a lease held here has run out unrenewed.
-fn lapse(lease: &Lease) {
-    if !lease.sole() && *lease.changes.borrow() {
-        lease.step_down();
-    }
-}
-
 /// One tick: heartbeat, then renew, take or give up the lease. `false` when the database did not
-/// answer (the connection is then replaced).
-async fn tick(lease: &Lease, conn: &mut PgConnection, cache: &IdentityCache) -> bool {
+/// answer in time (the connection is then replaced). `may_hold` tracks whether the database may
+/// record this replica as the holder.
+async fn tick(
+    lease: &Lease,
+    conn: &mut PgConnection,
+    cache: &IdentityCache,
+    may_hold: &mut bool,
+) -> bool {
     let sent = lease.now();
+    // Held here without a gap up to now: the database's lease was valid all along, so a renewal
+    // (1) is gap-free. Otherwise even a renewal may follow a take whose answer was lost.
+    let continuous = lease.sole();
     let query = sqlx::query_scalar::<_, i32>("SELECT bullet_train_tick($1, $2, $3)")
         .bind(lease.replica)
         .bind(LEASE)
         .bind(ALIVE)
         .fetch_one(&mut *conn);
     // A tick answered later than the lease lasts would be of no use anyway.
-    let answer = match tokio::time::timeout(LEASE, query).await {
-        Ok(answer) => answer,
-        Err(_) => Err(sqlx::Error::PoolTimedOut),
+    let Ok(answer) = tokio::time::timeout(LEASE, query).await else {
+        *may_hold = true;
+        tracing::debug!("sole-writer tick timed out");
+        return false;
     };
     let until = sent + u64::try_from((LEASE - MARGIN).as_millis()).unwrap_or(0);
     match answer {
-        // Renewed without a gap: nobody else wrote meanwhile.
-        Ok(1) => lease.hold(until),
-        // Taken afresh: what memory holds may predate others' writes.
-        Ok(2) => {
+        Ok(1) if continuous => lease.hold(until),
+        // Taken afresh (or renewed after a gap): memory may predate others' writes.
+        Ok(1 | 2) => {
             cache.invalidate();
             lease.hold(until);
             tracing::info!("alone on the database: deciding trait writes from memory");
         }
         Ok(_) => {
-            if *lease.changes.borrow() {
-                lease.step_down();
-                release(lease, &mut *conn).await;
+            if continuous {
                 tracing::info!("another replica is running: checking trait writes in the database");
             }
+            lease.step_down();
+            if *may_hold {
+                release(lease, &mut *conn).await;
+            }
+            *may_hold = false;
+            return true;
         }
-        // The database is unreachable: the mode lapses by itself when the lease runs out.
         Err(error) => {
+            *may_hold = true;
             tracing::debug!(%error, "sole-writer tick failed");
             return false;
         }
     }
+    *may_hold = true;
     true
 }
 

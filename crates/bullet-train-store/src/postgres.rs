@@ -219,7 +219,12 @@ impl PgStore {
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
         // Not plain "bullet-train": that names servers of releases without the sole-writer lease,
         // whose presence keeps every replica from taking it (migration 7).
-        let options = options.application_name(APPLICATION_NAME);
+        let options = options
+            .application_name(APPLICATION_NAME)
+            // The sole-writer check (migration 7) reads the lease after waiting for a lock: it
+            // needs a snapshot taken after the wait, as READ COMMITTED takes one per statement,
+            // whatever the database's default isolation.
+            .options([("default_transaction_isolation", r"read\ committed")]);
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .min_connections(1)

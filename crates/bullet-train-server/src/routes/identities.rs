@@ -322,10 +322,12 @@ pub(crate) async fn post(
     // stores traits is answered so only once the database is seen to hold them already (below):
     // memory may not know another replica's write. `shared` is read once, here: a request that
     // saw the lease held began before any other replica could write.
+    // `shared` first: a lease taken in between empties the cache before it counts as held, so a
+    // request that sees it held also sees the generation it moved to.
+    let shared = state.store.shared();
     let generation = state.store.identity_generation();
     let revision = sdk.snapshot.revision;
     let environment_id = sdk.environment.id;
-    let shared = state.store.shared();
     let cached = || {
         generation.and_then(|generation| {
             state

@@ -55,9 +55,9 @@ BEGIN
 END
 $$ LANGUAGE plpgsql VOLATILE;
 
--- The first statement of every write transaction of a replica that does not hold the lease: shares
--- the advisory lock until the transaction ends, and answers whether another replica's lease is
--- valid (then the transaction must not write).
+-- The first statement of every write transaction: shares the advisory lock until the transaction
+-- ends, and answers whether another replica's lease is valid (then the transaction must not
+-- write). The lease is read after the lock wait, in a snapshot of its own (READ COMMITTED).
 CREATE FUNCTION bullet_train_may_write(me BIGINT) RETURNS BOOLEAN AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(7310, 1);
