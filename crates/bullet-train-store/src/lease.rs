@@ -102,13 +102,11 @@ impl Lease {
     /// Turns the mode off here (before the database hears of it).
     fn step_down(&self) {
         self.until.store(0, Ordering::SeqCst);
-        self.changes.send_replace(false);
     }
 
     /// Turns the mode on until `until` (milliseconds after `epoch`).
     fn hold(&self, until: u64) {
         self.until.store(until, Ordering::SeqCst);
-        self.changes.send_replace(true);
     }
 }
 
@@ -172,6 +170,7 @@ async fn tick(
     cache: &IdentityCache,
     may_hold: &mut bool,
 ) -> bool {
+    let may_have_held = std::mem::replace(may_hold, true);
     let sent = lease.now();
     // Held here without a gap up to now: the database's lease was valid all along, so a renewal
     // (1) is gap-free. Otherwise even a renewal may follow a take whose answer was lost.
@@ -183,7 +182,6 @@ async fn tick(
         .fetch_one(&mut *conn);
     // A tick answered later than the lease lasts would be of no use anyway.
     let Ok(answer) = tokio::time::timeout(LEASE, query).await else {
-        *may_hold = true;
         tracing::debug!("sole-writer tick timed out");
         return false;
     };
@@ -201,19 +199,16 @@ async fn tick(
                 tracing::info!("another replica is running: checking trait writes in the database");
             }
             lease.step_down();
-            if *may_hold {
+            if may_have_held {
                 release(lease, &mut *conn).await;
             }
             *may_hold = false;
-            return true;
         }
         Err(error) => {
-            *may_hold = true;
             tracing::debug!(%error, "sole-writer tick failed");
             return false;
         }
     }
-    *may_hold = true;
     true
 }
 
@@ -236,12 +231,14 @@ pub(crate) async fn retire(lease: &Lease, pool: &PgPool) {
     // The ticking task ends (and closes its connection) now rather than after its sleep.
     lease.wake();
     lease.step_down();
-    release(lease, pool).await;
-    let forgotten = sqlx::query("DELETE FROM replicas WHERE id = $1")
-        .bind(lease.replica)
-        .execute(pool)
-        .await;
-    if let Err(error) = forgotten {
-        tracing::debug!(%error, "removing this replica's heartbeat failed");
+    let gone = sqlx::query(
+        "WITH released AS (UPDATE sole_writer SET replica = NULL WHERE replica = $1) \
+         DELETE FROM replicas WHERE id = $1",
+    )
+    .bind(lease.replica)
+    .execute(pool)
+    .await;
+    if let Err(error) = gone {
+        tracing::debug!(%error, "giving up the lease and heartbeat failed (both expire by themselves)");
     }
 }

@@ -159,12 +159,8 @@ fn group_traits(rows: &[sqlx::postgres::PgRow], len: usize) -> Result<Vec<Option
             continue;
         }
         let traits = answer.get_or_insert_with(Vec::new);
-        if let Some(id) = row.try_get::<Option<Id>, _>("id")? {
-            traits.push(Trait {
-                id,
-                key: row.try_get("key")?,
-                value: crate::sql::parse_value(row.try_get("value")?)?,
-            });
+        if row.try_get::<Option<Id>, _>("id")?.is_some() {
+            traits.push(backend::trait_row(row)?);
         }
     }
     Ok(answers)

@@ -224,7 +224,7 @@ macro_rules! sql_store {
         }
 
         /// A trait from a row holding its `id`, `key` and `value`.
-        fn trait_row(row: &DbRow) -> Result<Trait> {
+        pub(super) fn trait_row(row: &DbRow) -> Result<Trait> {
             Ok(Trait {
                 id: row.try_get("id")?,
                 key: row.try_get("key")?,

@@ -320,10 +320,9 @@ pub(crate) async fn post(
     // The same request as before, with nothing changed since: the same answer. When other
     // replicas may write the store too (PostgreSQL without the sole-writer lease), a request that
     // stores traits is answered so only once the database is seen to hold them already (below):
-    // memory may not know another replica's write. `shared` is read once, here: a request that
-    // saw the lease held began before any other replica could write.
-    // `shared` first: a lease taken in between empties the cache before it counts as held, so a
-    // request that sees it held also sees the generation it moved to.
+    // memory may not know another replica's write. `shared` is read once, here, and before the
+    // generation: a request that saw the lease held began before any other replica could write,
+    // and a lease taken in between empties the cache before it counts as held.
     let shared = state.store.shared();
     let generation = state.store.identity_generation();
     let revision = sdk.snapshot.revision;
