@@ -11,24 +11,9 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 mod admin;
+mod allocator;
 mod client;
 mod output;
-
-/// mimalloc: the server allocates per request (headers, identity responses), and glibc's allocator
-/// cost about a tenth of a request's time in profiles.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// Returns the memory that start-up used and freed (reading and compiling every environment,
-/// building the router) to the operating system now. mimalloc purges freed pages lazily, on later
-/// allocator activity, which a server idling after start does not have; without this an idle
-/// server holds a few MiB it no longer uses.
-#[allow(unsafe_code)] // The binary's only unsafe code: one call into the allocator.
-fn release_free_memory() {
-    // SAFETY: `mi_collect` takes no pointers and has no preconditions; it only walks mimalloc's
-    // own structures, and may be called from any thread at any time.
-    unsafe { libmimalloc_sys::mi_collect(true) }
-}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -107,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: logs sent to a file or a collector stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     match cli.command {
@@ -142,7 +129,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     };
     let server = Server::start(config).await?;
-    release_free_memory();
+    allocator::release_free_memory();
     let listener = TcpListener::bind(&args.bind)
         .await
         .with_context(|| format!("binding {}", args.bind))?;

@@ -319,3 +319,72 @@ async fn no_migrate_refuses_an_unmigrated_database_and_serves_a_migrated_one() {
     assert!(listening.starts_with("listening on http://127.0.0.1:"));
     child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn debug_logs_trace_requests_by_route_without_keys_or_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("stderr.log");
+    let token = "token-never-logged";
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .arg("serve")
+        .args(["--bind", "127.0.0.1:0", "--admin-token", token])
+        .arg("--database-url")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("debug.db").display()
+        ))
+        .env("RUST_LOG", "bullet_train_server=debug,tower_http=debug")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let line = stdout.next_line().await.unwrap().expect("server exited");
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return url.to_owned();
+            }
+        }
+    })
+    .await
+    .expect("server did not start");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        import(&http, &url, token).await,
+        reqwest::StatusCode::CREATED
+    );
+    let response = http
+        .get(format!(
+            "{url}/api/v1/identities/?identifier=person-who-must-stay-private"
+        ))
+        .header("X-Environment-Key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    // Written to a file, the log is plain text.
+    assert!(!logged.contains('\x1b'), "{logged}");
+    // Each request has its span, named by its route pattern, with its answer's status.
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(r#"route="/api/v1/identities""#)
+                && l.contains("finished processing request")
+                && l.contains("status=200")),
+        "{logged}"
+    );
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains(r#"route="/api/v1/environments/{api_key}/document""#)),
+        "{logged}"
+    );
+    for secret in ["person-who-must-stay-private", token, KEY] {
+        assert!(!logged.contains(secret), "{secret} logged: {logged}");
+    }
+}

@@ -34,7 +34,7 @@ impl FromRequestParts<AppState> for Sdk {
             .ok_or(ApiError::Forbidden("Invalid or missing Environment key"))?;
         let (environment, kind) = state
             .registry
-            .lookup(key, now_micros())
+            .lookup(key, now_micros)
             .ok_or(ApiError::Forbidden("Invalid or missing Environment Key"))?;
         let snapshot = environment.snapshot();
         if snapshot.stop_serving_flags {

@@ -88,12 +88,17 @@ impl Registry {
         Ok(registry)
     }
 
-    /// The environment of an SDK key, and the key's kind. Inactive or expired server keys find none.
-    pub(crate) fn lookup(&self, key: &str, now: Micros) -> Option<(Arc<Environment>, KeyKind)> {
+    /// The environment of an SDK key, and the key's kind. Inactive or expired server keys find none;
+    /// `now` is read only for server keys (client keys do not expire).
+    pub(crate) fn lookup(
+        &self,
+        key: &str,
+        now: impl FnOnce() -> Micros,
+    ) -> Option<(Arc<Environment>, KeyKind)> {
         let keys = self.keys.load();
         if key.starts_with("ser.") {
             let entry = keys.servers.get(&key_hash(key))?;
-            let valid = entry.active && entry.expires_at.is_none_or(|at| at > now);
+            let valid = entry.active && entry.expires_at.is_none_or(|at| at > now());
             return valid.then(|| (entry.environment.clone(), KeyKind::Server));
         }
         keys.clients.get(key).map(|e| (e.clone(), KeyKind::Client))

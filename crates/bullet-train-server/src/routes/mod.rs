@@ -2,16 +2,14 @@
 //! the admin routes, assembled into one service. Paths are normalised before routing, so `flags`,
 //! `flags/` and `//flags/` reach the same handler.
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -22,6 +20,7 @@ use crate::state::AppState;
 
 mod admin;
 mod analytics;
+mod cors;
 mod document;
 mod flags;
 mod health;
@@ -66,16 +65,30 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// A layer stack for a router: tracing and panic recovery outermost, then `$layer`s. They are
-/// part of each router's one stack rather than layers of the merged router, which would box and
-/// clone a second service for every request.
+/// A layer stack for a router: tracing (when debug logging is on) and panic recovery outermost,
+/// then `$layer`s. They are part of each router's one stack rather than layers of the merged
+/// router, which would box and clone a second service for every request.
 macro_rules! guarded {
     ($($layer:expr),* $(,)?) => {
         ServiceBuilder::new()
-            .layer(TraceLayer::new_for_http().make_span_with(request_span))
+            .option_layer(tracing_requests().then(|| {
+                ServiceBuilder::new()
+                    .map_response(IntoResponse::into_response)
+                    .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                    .into_inner()
+            }))
+            .map_response(IntoResponse::into_response)
             .layer(CatchPanicLayer::custom(panicked))
             $(.layer($layer))*
     };
+}
+
+/// Whether requests get a span and debug events: only when debug logging is on. Off, the tracing
+/// layer would record nothing, yet read the clock six times per request, so it is left out; errors
+/// are logged where they are answered (`ApiError`), so nothing at info level or above comes from
+/// it.
+fn tracing_requests() -> bool {
+    tracing::level_filters::LevelFilter::current() >= tracing::Level::DEBUG
 }
 
 /// The router with every route, layered with limits, CORS for the SDK routes, panic recovery and
@@ -107,7 +120,7 @@ pub(crate) fn router(state: AppState) -> Router {
 
 /// The span of one request: only the route pattern, since paths and queries may carry identifiers
 /// (personal data).
-fn request_span<B>(request: &axum::http::Request<B>) -> tracing::Span {
+fn request_span(request: &Request) -> tracing::Span {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -164,23 +177,21 @@ fn documented_routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::Open
         .routes(routes!(sse::stream))
         .split_for_parts();
     // The 405 fallbacks are set before the layers so that they pass through them (CORS
-    // preflights). Each router gets its layers as one stack: one boxed service per request.
+    // preflights). Each router gets its layers as one stack: one boxed service per request. The
+    // routes answered from memory read no request body, so they need no body limit.
     let memory = memory
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(guarded!(
-            cors(),
-            DefaultBodyLimit::max(limits.sdk_body_bytes)
-        ));
+        .layer(guarded!(cors::SdkCorsLayer));
     let stored = stored
         .method_not_allowed_fallback(method_not_allowed)
         .layer(guarded!(
-            cors(),
+            cors::SdkCorsLayer,
             DefaultBodyLimit::max(limits.sdk_body_bytes),
             timeout()
         ));
     let stream = stream
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(guarded!(cors()));
+        .layer(guarded!(cors::SdkCorsLayer));
     let sdk = memory.merge(stored).merge(stream);
     let (admin, admin_api) = admin::router().split_for_parts();
     let admin = admin
@@ -195,24 +206,6 @@ fn documented_routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::Open
     api.merge(stream_api);
     api.merge(admin_api);
     (sdk.merge(admin), api)
-}
-
-/// CORS for the SDK routes: any origin (keys travel in a header, not in cookies), the headers SDKs
-/// send, and the updated-at header exposed to browser SDKs.
-fn cors() -> CorsLayer {
-    CorsLayer::new()
-        .allow_origin(AllowOrigin::any())
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::OPTIONS])
-        .allow_headers([
-            HeaderName::from_static("x-environment-key"),
-            HeaderName::from_static("content-type"),
-            HeaderName::from_static("flagsmith-sdk-user-agent"),
-            HeaderName::from_static("flagsmith-application-name"),
-            HeaderName::from_static("flagsmith-application-version"),
-            HeaderName::from_static("if-modified-since"),
-        ])
-        .expose_headers([UPDATED_AT, HeaderName::from_static("retry-after")])
-        .max_age(Duration::from_secs(86400))
 }
 
 async fn not_found() -> ApiError {
@@ -241,8 +234,15 @@ pub(crate) fn normalise_path(mut request: Request) -> Request {
         normal.push('?');
         normal.push_str(query);
     }
-    let mut parts = request.uri().clone().into_parts();
-    if let Ok(path_and_query) = normal.parse() {
+    let Ok(path_and_query) = PathAndQuery::from_maybe_shared(axum::body::Bytes::from(normal))
+    else {
+        return request;
+    };
+    if request.uri().scheme().is_none() && request.uri().authority().is_none() {
+        // The usual origin-form target (`GET /path HTTP/1.1`): the path is the whole URI.
+        *request.uri_mut() = Uri::from(path_and_query);
+    } else {
+        let mut parts = request.uri().clone().into_parts();
         parts.path_and_query = Some(path_and_query);
         if let Ok(uri) = Uri::from_parts(parts) {
             *request.uri_mut() = uri;
@@ -251,10 +251,12 @@ pub(crate) fn normalise_path(mut request: Request) -> Request {
     request
 }
 
-/// A JSON response with a pre-serialized body.
+/// A JSON response with a pre-serialized body, with room for the headers SDK responses carry
+/// (content type and length, updated-at, vary, CORS) without growing.
 pub(crate) fn json_bytes(status: StatusCode, body: impl Into<axum::body::Body>) -> Response {
     let mut response = Response::new(body.into());
     *response.status_mut() = status;
+    *response.headers_mut() = HeaderMap::with_capacity(8);
     response.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -39,7 +39,7 @@ pub(crate) async fn stream(
     State(state): State<AppState>,
     Path(key): Path<String>,
 ) -> ApiResult<Response> {
-    let environment = match state.registry.lookup(&key, now_micros()) {
+    let environment = match state.registry.lookup(&key, now_micros) {
         Some((environment, KeyKind::Client)) => environment,
         _ => return Err(ApiError::NotFound("Not found.")),
     };

@@ -234,45 +234,89 @@ async fn multivariate_options_of_a_feature() {
 #[tokio::test]
 async fn cors_allows_sdk_headers_and_exposes_updated_at() {
     let app = TestApp::sample().await;
+    // A preflight to each kind of SDK route: answered from memory, reaching the store, streaming.
+    for path in [
+        "/api/v1/flags/".to_owned(),
+        "/api/v1/identities/".to_owned(),
+        format!("/sse/environments/{KEY}/stream"),
+    ] {
+        let response = app
+            .request(Method::OPTIONS, &path)
+            .header("Origin", "https://app.example.com")
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "x-environment-key,content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert_eq!(headers["access-control-allow-origin"], "*", "{path}");
+        assert_eq!(headers["access-control-max-age"], "86400", "{path}");
+        let methods = headers["access-control-allow-methods"].to_str().unwrap();
+        for method in ["GET", "POST", "PUT"] {
+            assert!(methods.split(',').any(|m| m == method), "{path}: {methods}");
+        }
+        let allowed = headers["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase();
+        for header in [
+            "x-environment-key",
+            "content-type",
+            "flagsmith-sdk-user-agent",
+        ] {
+            assert!(allowed.split(',').any(|h| h == header), "{path}: {allowed}");
+        }
+        assert!(response.bytes().await.unwrap().is_empty());
+    }
+    // Answers, errors included, are readable from any origin, with the updated-at header exposed.
+    for (key, status) in [(KEY, 200), ("not-a-key", 403)] {
+        let response = app
+            .sdk(Method::GET, "/api/v1/flags/", key)
+            .header("Origin", "https://app.example.com")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        let exposed = response.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .to_lowercase();
+        assert!(exposed.contains("x-flagsmith-document-updated-at"));
+    }
     let response = app
-        .request(Method::OPTIONS, "/api/v1/flags/")
-        .header("Origin", "https://app.example.com")
-        .header("Access-Control-Request-Method", "GET")
-        .header(
-            "Access-Control-Request-Headers",
-            "x-environment-key,content-type",
-        )
+        .sdk(Method::DELETE, "/api/v1/identities/", KEY)
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success());
-    let allowed = response.headers()["access-control-allow-headers"]
-        .to_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(allowed.contains("x-environment-key"));
-    let response = app
-        .sdk(Method::GET, "/api/v1/flags/", KEY)
-        .header("Origin", "https://app.example.com")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(response.status(), 405);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    let exposed = response.headers()["access-control-expose-headers"]
-        .to_str()
-        .unwrap()
-        .to_lowercase();
-    assert!(exposed.contains("x-flagsmith-document-updated-at"));
-    // Admin routes are not open to other origins.
+    // Admin routes are not open to other origins, nor answer preflights.
+    let path = format!("/api/v1/environments/{KEY}/document/");
     let response = app
-        .admin(
-            Method::GET,
-            &format!("/api/v1/environments/{KEY}/document/"),
-        )
+        .admin(Method::GET, &path)
         .header("Origin", "https://app.example.com")
         .send()
         .await
         .unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let response = app
+        .request(Method::OPTIONS, &path)
+        .header("Origin", "https://app.example.com")
+        .header("Access-Control-Request-Method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
     assert!(
         response
             .headers()
