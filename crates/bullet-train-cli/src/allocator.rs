@@ -18,8 +18,9 @@ const WORD: usize = std::mem::size_of::<usize>();
 
 // SAFETY (every function): each forwards to the mimalloc function with the same contract as the
 // `GlobalAlloc` method; the plain functions are used only when `layout.align() <= WORD`, an
-// alignment every pointer they return has; `mi_free` and the reallocation functions accept any
-// pointer from either family.
+// alignment every pointer they return has (size classes are whole words, and a page's first block
+// starts at least 16 bytes in). A block is reallocated with the alignment it was allocated with
+// (Rust passes the same layout), so by the same family; `mi_free` frees blocks of either family.
 #[allow(unsafe_code)]
 unsafe impl std::alloc::GlobalAlloc for Mimalloc {
     #[inline]
