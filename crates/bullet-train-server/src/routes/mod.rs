@@ -66,9 +66,16 @@ impl utoipa::Modify for SecuritySchemes {
 }
 
 /// A layer stack for a router: tracing (when debug logging is on) and panic recovery outermost,
-/// then `$layer`s. They are part of each router's one stack rather than layers of the merged
-/// router, which would box and clone a second service for every request.
+/// then `$layer`s; `guarded!(sdk; ...)` puts the SDK routes' CORS policy around all of it, so that
+/// even a panic's 500 is readable from a browser. The layers are part of each router's one stack
+/// rather than layers of the merged router, which would box and clone a second service for every
+/// request.
 macro_rules! guarded {
+    (sdk; $($layer:expr),* $(,)?) => {
+        ServiceBuilder::new()
+            .layer(cors::SdkCorsLayer)
+            .layer(guarded!($($layer),*))
+    };
     ($($layer:expr),* $(,)?) => {
         ServiceBuilder::new()
             .option_layer(tracing_requests().then(|| {
@@ -181,17 +188,16 @@ fn documented_routes(limits: Limits) -> (Router<AppState>, utoipa::openapi::Open
     // routes answered from memory read no request body, so they need no body limit.
     let memory = memory
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(guarded!(cors::SdkCorsLayer));
+        .layer(guarded!(sdk;));
     let stored = stored
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(guarded!(
-            cors::SdkCorsLayer,
+        .layer(guarded!(sdk;
             DefaultBodyLimit::max(limits.sdk_body_bytes),
             timeout()
         ));
     let stream = stream
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(guarded!(cors::SdkCorsLayer));
+        .layer(guarded!(sdk;));
     let sdk = memory.merge(stored).merge(stream);
     let (admin, admin_api) = admin::router().split_for_parts();
     let admin = admin
@@ -262,4 +268,33 @@ pub(crate) fn json_bytes(status: StatusCode, body: impl Into<axum::body::Body>) 
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    async fn panicking() -> &'static str {
+        panic!("a handler bug")
+    }
+
+    #[tokio::test]
+    async fn a_panic_is_a_json_500_readable_from_any_origin_on_sdk_routes() {
+        let app: Router = Router::new()
+            .route("/api/v1/flags", get(panicking))
+            .layer(guarded!(sdk;));
+        let request = Request::get("/api/v1/flags")
+            .header("Origin", "https://app.example.com")
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(response.headers()["access-control-allow-origin"], "*");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(body["detail"].is_string(), "{body}");
+    }
 }
