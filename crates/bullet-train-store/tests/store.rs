@@ -1212,6 +1212,114 @@ async fn postgres_no_sole_writer_while_a_server_of_an_earlier_release_is_connect
     assert!(!a.shared());
 }
 
+/// Counts, from `watch`, the requests waiting for the advisory lock that every write transaction
+/// shares and that taking the sole-writer lease holds exclusively (`lease.rs`), until there are
+/// `n` (at most ten seconds).
+async fn lock_waiters(watch: &mut sqlx::PgConnection, n: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7310 \
+             AND objid = 1 AND NOT granted",
+        )
+        .fetch_one(&mut *watch)
+        .await
+        .unwrap();
+        if waiting == n {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{waiting} waiting, not {n}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// Identity `ann`'s stored `colour`, read from the database by `watch`.
+async fn stored_colour(watch: &mut sqlx::PgConnection) -> String {
+    sqlx::query_scalar(
+        "SELECT t.value FROM traits t JOIN identities i ON i.id = t.identity_id \
+         WHERE i.identifier = 'ann' AND t.key = 'colour'",
+    )
+    .fetch_one(watch)
+    .await
+    .unwrap()
+}
+
+/// PostgreSQL: the lease holder's own writes pass the fence too. Should another replica hold a
+/// valid lease (the holder's ran out while it was paused, say), the holder's write waits for that
+/// lease to end rather than commit on the strength of what the holder believed.
+#[tokio::test]
+async fn postgres_the_holders_own_write_waits_while_another_lease_is_valid() {
+    use sqlx::Connection as _;
+    use std::time::Duration;
+    let database = TestDatabase::postgres().await;
+    let a = Arc::new(PgStore::connect(database.url()).await.unwrap());
+    let mut mode = a.sole_writer_changes();
+    a.migrate().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), mode.wait_for(|sole| *sole))
+        .await
+        .expect("never became the sole writer")
+        .unwrap();
+    let env = a.import_document(&sample()).await.unwrap().environment_id;
+    a.write_traits(env, &colour("red")).await.unwrap();
+
+    let connect = || sqlx::PgConnection::connect(database.url());
+    let (mut t1, mut t2, mut watch) = (
+        connect().await.unwrap(),
+        connect().await.unwrap(),
+        connect().await.unwrap(),
+    );
+    // T1 takes the lock exclusively and hands the lease to another replica (not yet committed).
+    let mut tx1 = t1.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(7310, 1)")
+        .execute(&mut *tx1)
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE sole_writer SET replica = -42, until = clock_timestamp() + INTERVAL '1 hour'",
+    )
+    .execute(&mut *tx1)
+    .await
+    .unwrap();
+    // A's write reaches the fence and waits for the lock...
+    let write = tokio::spawn({
+        let a = a.clone();
+        async move { a.write_traits(env, &colour("blue")).await }
+    });
+    lock_waiters(&mut watch, 1).await;
+    // ...with T2 queued behind it for the lock, exclusively.
+    let queued = tokio::spawn(async move {
+        sqlx::query("BEGIN").execute(&mut t2).await.unwrap();
+        sqlx::query("SELECT pg_advisory_xact_lock(7310, 1)")
+            .execute(&mut t2)
+            .await
+            .unwrap();
+        t2
+    });
+    lock_waiters(&mut watch, 2).await;
+    // The other lease is committed: A, first in the queue, reads it and gives way; T2 gets the
+    // lock once A's transaction has ended.
+    tx1.commit().await.unwrap();
+    let mut t2 = queued.await.unwrap();
+    assert!(!write.is_finished());
+    assert!(stored_colour(&mut watch).await.contains("red"));
+    // A tries again and waits behind T2, which ends the other lease.
+    lock_waiters(&mut watch, 1).await;
+    sqlx::query("UPDATE sole_writer SET replica = NULL, until = NULL")
+        .execute(&mut t2)
+        .await
+        .unwrap();
+    sqlx::query("COMMIT").execute(&mut t2).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), write)
+        .await
+        .expect("the write never went through")
+        .unwrap()
+        .unwrap();
+    assert!(stored_colour(&mut watch).await.contains("blue"));
+}
+
 store_test!(
     identity_pages_past_the_counted_ten_thousand_stay_reachable,
     |store| {
