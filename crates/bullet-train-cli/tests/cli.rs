@@ -35,6 +35,18 @@ async fn serve(database: &Path, token: Option<&str>) -> Running {
         command.args(["--admin-token", token]);
     }
     let mut child = command.spawn().unwrap();
+    let (stdout, url, banner) = listening(&mut child).await;
+    Running {
+        child,
+        stdout,
+        url,
+        banner,
+    }
+}
+
+/// Waits (at most 30 s) until a spawned server prints "listening on": its standard output from
+/// there on, the URL it listens on, and the lines it printed before.
+async fn listening(child: &mut Child) -> (Lines<BufReader<ChildStdout>>, String, Vec<String>) {
     let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut banner = Vec::new();
     let url = tokio::time::timeout(Duration::from_secs(30), async {
@@ -48,12 +60,7 @@ async fn serve(database: &Path, token: Option<&str>) -> Running {
     })
     .await
     .expect("server did not start");
-    Running {
-        child,
-        stdout,
-        url,
-        banner,
-    }
+    (stdout, url, banner)
 }
 
 fn sample() -> Value {
@@ -243,19 +250,7 @@ async fn serve_is_configured_by_environment_variables() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (banner, url) = tokio::time::timeout(Duration::from_secs(30), async {
-        let mut banner = Vec::new();
-        loop {
-            let line = stdout.next_line().await.unwrap().expect("server exited");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return (banner, url.to_owned());
-            }
-            banner.push(line);
-        }
-    })
-    .await
-    .expect("server did not start");
+    let (_stdout, url, banner) = listening(&mut child).await;
     // A configured token: none is generated.
     assert!(
         !banner.iter().any(|l| l.contains("admin token")),
@@ -305,18 +300,8 @@ async fn no_migrate_refuses_an_unmigrated_database_and_serves_a_migrated_one() {
         .unwrap();
     assert!(migrated.status.success());
     let mut child = serve(&url);
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let listening = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = stdout.next_line().await.unwrap().expect("server exited");
-            if line.starts_with("listening on ") {
-                return line;
-            }
-        }
-    })
-    .await
-    .expect("server did not start");
-    assert!(listening.starts_with("listening on http://127.0.0.1:"));
+    let (_stdout, url, _) = listening(&mut child).await;
+    assert!(url.starts_with("http://127.0.0.1:"));
     child.kill().await.unwrap();
 }
 
@@ -339,17 +324,7 @@ async fn debug_logs_trace_requests_by_route_without_keys_or_identifiers() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let line = stdout.next_line().await.unwrap().expect("server exited");
-            if let Some(url) = line.strip_prefix("listening on ") {
-                return url.to_owned();
-            }
-        }
-    })
-    .await
-    .expect("server did not start");
+    let (_stdout, url, _) = listening(&mut child).await;
     let http = reqwest::Client::new();
     assert_eq!(
         import(&http, &url, token).await,
