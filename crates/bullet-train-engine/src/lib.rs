@@ -15,10 +15,12 @@
 //! - No IO, no tasks, no clock, no environment variables: evaluation is a pure function of the snapshot
 //!   and the identity.
 //! - Nothing here can fail or panic on any input. A segment with a rule that cannot be compiled (an
-//!   invalid or unsupported regex, an unknown operator or rule type, a MODULO by zero, an IN without
-//!   a value) never matches and is reported by [`Snapshot::warnings`]; the rest of the environment
-//!   evaluates normally. (Read as a false condition instead, a broken condition would make a NONE
-//!   rule match everyone.)
+//!   invalid or unsupported regex, an unknown rule type, a MODULO by zero, an IN or PERCENTAGE_SPLIT
+//!   without a value: shapes on which the reference engine raises) never matches and is reported by
+//!   [`Snapshot::warnings`]; the rest of the environment evaluates normally. (Read as a false
+//!   condition instead, a broken condition would make a NONE rule match everyone.) Shapes the
+//!   reference defines as a false condition, an unknown operator and a non-numeric PERCENTAGE_SPLIT
+//!   value, are false conditions here too, also with a warning.
 //! - Regexes use the linear-time `regex` crate, so no pattern can stall an evaluation. Python-only
 //!   constructs (lookaround, backreferences, conditional groups, atomic groups and possessive
 //!   quantifiers) are rejected at compile time, and so are patterns the `regex` crate cannot parse

@@ -365,6 +365,8 @@ struct Builder {
     slots: HashMap<Box<str>, Slot>,
     identity_overrides: HashMap<Box<str>, Vec<StoredOverride>>,
     warnings: Vec<Warning>,
+    /// How many of `warnings` disable their segment (the rest only make one condition false).
+    disabling: usize,
     /// The metadata shared by every state of a document feature, by feature id.
     feature_metadata: HashMap<u64, Arc<Metadata>>,
 }
@@ -380,6 +382,7 @@ impl Builder {
             slots: HashMap::new(),
             identity_overrides: HashMap::new(),
             warnings: Vec::new(),
+            disabling: 0,
             feature_metadata: HashMap::new(),
         }
     }
@@ -523,20 +526,22 @@ impl Builder {
     }
 
     /// Compiles a segment's rules. If any part of them cannot be compiled (an invalid regex, an
-    /// unknown operator or rule type, a MODULO by zero), the segment gets no rules, so it never
-    /// matches: a broken condition read as false would make a NONE rule match everyone.
+    /// unknown rule type, a MODULO by zero, IN without a value: shapes on which the reference
+    /// engine raises), the segment gets no rules, so it never matches: a broken condition read as
+    /// false would make a NONE rule match everyone. Shapes the reference defines as a false
+    /// condition (an unknown operator, a non-numeric PERCENTAGE_SPLIT) stay false conditions.
     fn compile_rules<R>(
         &mut self,
         segment: &str,
         rules: &[R],
         view: fn(&R) -> RuleView<'_>,
     ) -> Vec<Rule> {
-        let warnings = self.warnings.len();
+        let disabling = self.disabling;
         let compiled: Vec<Rule> = rules
             .iter()
             .map(|r| self.compile_rule(segment, &view(r)))
             .collect();
-        if self.warnings.len() == warnings {
+        if self.disabling == disabling {
             compiled
         } else {
             Vec::new()
@@ -600,8 +605,15 @@ impl Builder {
             "MODULO" => self.compile_modulo(segment, &text),
             "PERCENTAGE_SPLIT" => match python::parse_float(&text) {
                 Some(threshold) => Op::PercentageSplit(threshold),
-                None => {
+                None if matches!(operand, Operand_::Null) => {
                     self.warn(
+                        segment,
+                        "PERCENTAGE_SPLIT condition without a value".to_owned(),
+                    );
+                    Op::Never
+                }
+                None => {
+                    self.note(
                         segment,
                         format!("PERCENTAGE_SPLIT value {text:?} is not a number"),
                     );
@@ -617,7 +629,7 @@ impl Builder {
                 _ => Op::In(InSet::new(in_items(&text))),
             },
             other => {
-                self.warn(segment, format!("unknown operator {other:?}"));
+                self.note(segment, format!("unknown operator {other:?}"));
                 Op::Never
             }
         };
@@ -717,7 +729,14 @@ impl Builder {
         *self.slots.entry(name.into()).or_insert(next)
     }
 
+    /// Records a problem that disables the whole segment.
     fn warn(&mut self, segment: &str, message: String) {
+        self.disabling += 1;
+        self.note(segment, message);
+    }
+
+    /// Records a problem that only makes its own condition false, as in the reference engine.
+    fn note(&mut self, segment: &str, message: String) {
         self.warnings.push(Warning {
             segment: segment.to_owned(),
             message,

@@ -208,8 +208,8 @@ fn a_segment_with_a_rule_that_cannot_compile_never_matches() {
         cond("t", "REGEX", "(unclosed"),
         cond("t", "REGEX", "(?=a)a"),
         cond("t", "MODULO", "0|0"),
-        cond("t", "STARTS_WITH", "z"),
         json!({"property": "t", "operator": "IN", "value": null}),
+        json!({"property": "", "operator": "PERCENTAGE_SPLIT", "value": null}),
     ] {
         let rule = json!({"type": "NONE", "conditions": [broken]});
         assert_eq!(rule_matches_anyone(rule.clone()), (false, 1), "{rule}");
@@ -230,6 +230,27 @@ fn a_segment_with_a_rule_that_cannot_compile_never_matches() {
         rule_matches_anyone(json!({"type": "NONE", "conditions": [cond("t", "MODULO", "x|y")]})),
         (true, 0)
     );
+}
+
+#[test]
+fn conditions_the_reference_defines_as_false_stay_false_conditions() {
+    // The reference engine answers false for an operator it does not know and (v2) for a
+    // PERCENTAGE_SPLIT whose value is not a number; it does not raise. So these are false
+    // conditions, reported with a warning, and the rest of the segment still counts.
+    for odd in [
+        cond("t", "STARTS_WITH", "a"),
+        cond("", "PERCENTAGE_SPLIT", "half"),
+    ] {
+        // NONE of a false condition matches everyone.
+        let none = json!({"type": "NONE", "conditions": [odd.clone()]});
+        assert_eq!(rule_matches_anyone(none.clone()), (true, 1), "{none}");
+        // ANY of it and a true condition matches through the true one.
+        let any = json!({"type": "ANY", "conditions": [odd.clone(), cond("t", "EQUAL", "a")]});
+        assert_eq!(rule_matches_anyone(any.clone()), (true, 1), "{any}");
+        // ALL of it and a true condition does not match.
+        let all = json!({"type": "ALL", "conditions": [cond("t", "EQUAL", "a"), odd.clone()]});
+        assert_eq!(rule_matches_anyone(all.clone()), (false, 1), "{all}");
+    }
 }
 
 #[test]
