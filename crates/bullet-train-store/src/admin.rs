@@ -7,6 +7,8 @@
 //! webhook deliveries its flag changes queue. Inputs arrive validated (the server checks shapes and
 //! lengths); the store checks what only it can: existence, uniqueness, references, allocation sums.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use bullet_train_protocol::Value;
 
@@ -182,14 +184,39 @@ pub struct NewState {
     pub multivariate: Vec<Allocation>,
 }
 
-/// Which feature states to list.
+/// Which kind of feature states to list.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StateKind {
+    /// Environment defaults and segment overrides: the states every identity shares.
+    #[default]
+    Shared,
+    /// Environment defaults only.
+    Defaults,
+    /// Segment overrides only.
+    SegmentOverrides,
+    /// Identity overrides only.
+    IdentityOverrides,
+}
+
+/// Which feature states to list: filters and the page are applied in the database, so a list
+/// never loads more rows than it returns.
 #[derive(Debug, Clone, Default)]
 pub struct StateQuery {
+    pub kind: StateKind,
     pub feature: Option<Id>,
     /// Exact feature name.
     pub feature_name: Option<String>,
-    /// Include identity overrides (otherwise only defaults and segment overrides).
-    pub identities: bool,
+    /// The segment override (`feature_segment`) a state belongs to.
+    pub feature_segment: Option<Id>,
+    /// A page, ordered by feature then state id; everything when `None`.
+    pub page: Option<Page>,
+}
+
+/// How many overrides one feature has in an environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OverrideCounts {
+    pub segments: u64,
+    pub identities: u64,
 }
 
 /// A new segment (or a complete replacement of one).
@@ -341,11 +368,15 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<Change<MultivariateOption>>;
     async fn delete_option(&self, author: &Author, feature: Id, id: Id) -> Result<Change<()>>;
 
+    /// An environment's feature states matching the query, and how many match in all.
     async fn feature_states(
         &self,
         environment: Id,
         query: &StateQuery,
-    ) -> Result<Vec<FeatureState>>;
+    ) -> Result<Paged<FeatureState>>;
+    /// The number of segment and identity overrides of each feature that has any, in an
+    /// environment (counted through indexes, without loading the overrides).
+    async fn override_counts(&self, environment: Id) -> Result<HashMap<Id, OverrideCounts>>;
     async fn feature_state(&self, id: Id) -> Result<FeatureState>;
     async fn create_feature_state(
         &self,

@@ -56,6 +56,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "sole writer",
         include_str!("../migrations/postgres/0007_sole_writer.sql"),
     ),
+    (
+        8,
+        "admin scale",
+        include_str!("../migrations/postgres/0008_admin_scale.sql"),
+    ),
 ];
 
 /// How this version's connections name themselves to PostgreSQL (`pg_stat_activity`).

@@ -1403,22 +1403,28 @@ macro_rules! sql_store {
                 document: &EnvironmentDocument,
             ) -> Result<ImportOutcome> {
                 let mut tx = self.write.begin().await?;
+                let existing: Option<Id> = sqlx::query("SELECT id FROM environments WHERE api_key = $1")
+                    .bind(&document.api_key)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .map(|row| row.try_get("id"))
+                    .transpose()?;
+                let (before, flags_before) = match existing {
+                    Some(id) => (Some(environment_summary(&mut tx, id).await?), describe_defaults(&mut tx, "environment_id", id).await?),
+                    None => (None, Vec::new()),
+                };
                 let outcome = import(&mut tx, document).await?;
                 let (scope, _) = environment_scope(&mut tx, outcome.environment_id).await?;
-                let summary = serde_json::json!({
-                    "api_key": document.api_key,
-                    "name": document.name,
-                    "features": document.feature_states.len(),
-                    "segments": document.project.segments.len(),
-                    "identity_overrides": document.identity_overrides.len(),
-                });
+                let summary = environment_summary(&mut tx, outcome.environment_id).await?;
+                let flags_after = describe_defaults(&mut tx, "environment_id", outcome.environment_id).await?;
+                queue_flag_changes(&mut tx, author, outcome.environment_id, &flags_before, &flags_after).await?;
                 let log = if outcome.created {
                     "Environment created from a document"
                 } else {
                     "Environment replaced by a document"
                 };
                 audit(&mut tx, author, scope, "ENVIRONMENT", Some(outcome.environment_id), log,
-                    None, Some(&summary)).await?;
+                    before.as_ref(), Some(&summary)).await?;
                 tx.commit().await?;
                 Ok(outcome)
             }
@@ -1572,7 +1578,9 @@ macro_rules! sql_store {
                     sqlx::query(
                         "INSERT INTO flag_analytics (environment_id, feature_id, day, count) \
                          VALUES ($1, $2, $3, $4) ON CONFLICT (environment_id, feature_id, day) \
-                         DO UPDATE SET count = flag_analytics.count + excluded.count",
+                         DO UPDATE SET count = CASE \
+                           WHEN flag_analytics.count > 9223372036854775807 - excluded.count \
+                           THEN 9223372036854775807 ELSE flag_analytics.count + excluded.count END",
                     )
                     .bind(environment_id)
                     .bind(feature_id)

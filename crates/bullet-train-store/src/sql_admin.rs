@@ -387,6 +387,102 @@ macro_rules! sql_admin_items {
             Ok(())
         }
 
+        /// Environment default states as webhook payloads, `(environment, feature name, payload)`:
+        /// those where `column` (`feature_id` or `environment_id`) is `id`.
+        async fn describe_defaults(
+            conn: &mut Conn,
+            column: &str,
+            id: Id,
+        ) -> Result<Vec<(Id, String, serde_json::Value)>> {
+            let states = ids(
+                conn,
+                &format!(
+                    "SELECT id FROM feature_states WHERE {column} = $1 AND feature_segment_id IS NULL \
+                     AND identity_id IS NULL ORDER BY id"
+                ),
+                id,
+            )
+            .await?;
+            let mut described = Vec::with_capacity(states.len());
+            for id in states {
+                let state = load_state(conn, id).await?;
+                let json = describe_state(conn, &state).await?;
+                let name = json["feature"]["name"].as_str().unwrap_or_default().to_owned();
+                described.push((state.environment_id, name, json));
+            }
+            Ok(described)
+        }
+
+        /// Queues FLAG_UPDATED for each environment default of a feature whose multivariate options
+        /// changed (the variants it serves change with them), with its state before and after.
+        async fn queue_option_change(
+            conn: &mut Conn,
+            author: &Author,
+            feature: Id,
+            before: &[(Id, String, serde_json::Value)],
+        ) -> Result<()> {
+            let after = describe_defaults(conn, "feature_id", feature).await?;
+            for (environment, _, new_state) in &after {
+                let previous = before.iter().find(|(e, _, _)| e == environment).map(|(_, _, s)| s);
+                queue_flag_event(conn, author, *environment, "FLAG_UPDATED", previous, Some(new_state)).await?;
+            }
+            Ok(())
+        }
+
+        /// What an import's audit entry records of an environment before and after.
+        async fn environment_summary(conn: &mut Conn, environment: Id) -> Result<serde_json::Value> {
+            let row = sqlx::query(
+                "SELECT e.api_key, e.name, \
+                 (SELECT COUNT(*) FROM feature_states WHERE environment_id = e.id \
+                    AND identity_id IS NULL AND feature_segment_id IS NULL) AS features, \
+                 (SELECT COUNT(*) FROM segments WHERE project_id = e.project_id) AS segments, \
+                 (SELECT COUNT(*) FROM feature_states WHERE environment_id = e.id \
+                    AND identity_id IS NOT NULL) AS identity_overrides \
+                 FROM environments e WHERE e.id = $1",
+            )
+            .bind(environment)
+            .fetch_one(&mut *conn)
+            .await?;
+            Ok(serde_json::json!({
+                "api_key": row.try_get::<String, _>("api_key")?,
+                "name": row.try_get::<String, _>("name")?,
+                "features": row.try_get::<i64, _>("features")?,
+                "segments": row.try_get::<i64, _>("segments")?,
+                "identity_overrides": row.try_get::<i64, _>("identity_overrides")?,
+            }))
+        }
+
+        /// Queues the flag events that take an environment from `before` to `after` (both from
+        /// [`describe_defaults`]): FLAG_UPDATED for a new flag or one whose enabled state, value or
+        /// allocations changed, FLAG_DELETED for a flag that is gone.
+        async fn queue_flag_changes(
+            conn: &mut Conn,
+            author: &Author,
+            environment: Id,
+            before: &[(Id, String, serde_json::Value)],
+            after: &[(Id, String, serde_json::Value)],
+        ) -> Result<()> {
+            fn served(state: &serde_json::Value) -> (serde_json::Value, serde_json::Value, Vec<serde_json::Value>) {
+                let allocations = state["multivariate_feature_state_values"]
+                    .as_array()
+                    .map(|values| values.iter().map(|v| v["percentage_allocation"].clone()).collect())
+                    .unwrap_or_default();
+                (state["enabled"].clone(), state["feature_state_value"].clone(), allocations)
+            }
+            for (_, name, new_state) in after {
+                let previous = before.iter().find(|(_, n, _)| n == name).map(|(_, _, s)| s);
+                if previous.is_none_or(|p| served(p) != served(new_state)) {
+                    queue_flag_event(conn, author, environment, "FLAG_UPDATED", previous, Some(new_state)).await?;
+                }
+            }
+            for (_, name, old_state) in before {
+                if !after.iter().any(|(_, n, _)| n == name) {
+                    queue_flag_event(conn, author, environment, "FLAG_DELETED", Some(old_state), None).await?;
+                }
+            }
+            Ok(())
+        }
+
         /// The next multivariate walk-order key: after every existing one, so that a new option never
         /// moves identities between existing options.
         async fn next_sort_key(conn: &mut Conn) -> Result<i64> {
@@ -731,8 +827,10 @@ macro_rules! sql_admin_items {
                 let before = organisation_row(&row)?;
                 let environments = environments_of_organisation(&mut tx, id).await?;
                 sqlx::query("DELETE FROM organisations WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                let scope = Scope { organisation: Some(id), ..Scope::default() };
-                audit(&mut tx, author, scope, "ORGANISATION", Some(id),
+                // Its log goes with it: SQLite may give its id to the next organisation, which must
+                // not inherit the history. The deletion itself is kept in the installation's log.
+                sqlx::query("DELETE FROM audit_log WHERE organisation_id = $1").bind(id).execute(&mut *tx).await?;
+                audit(&mut tx, author, Scope::default(), "ORGANISATION", Some(id),
                     &format!("Organisation deleted: {}", before.name), to_json(&before).as_ref(), None).await?;
                 tx.commit().await?;
                 Ok(Change { value: (), environments })
@@ -924,7 +1022,13 @@ macro_rules! sql_admin_items {
                 let before = load_project(&mut tx, id).await?;
                 let environments = environments_of_project(&mut tx, id).await?;
                 sqlx::query("DELETE FROM projects WHERE id = $1").bind(id).execute(&mut *tx).await?;
-                let scope = Scope { organisation: Some(before.organisation_id), project: Some(id), environment: None };
+                // Its entries stay in the organisation's log but no longer name its id (or those of
+                // its environments), which SQLite may give to a new project.
+                sqlx::query("UPDATE audit_log SET project_id = NULL, environment_id = NULL WHERE project_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let scope = Scope { organisation: Some(before.organisation_id), project: None, environment: None };
                 audit(&mut tx, author, scope, "PROJECT", Some(id),
                     &format!("Project deleted: {}", before.name), to_json(&before).as_ref(), None).await?;
                 tx.commit().await?;
@@ -1030,6 +1134,12 @@ macro_rules! sql_admin_items {
                 let mut tx = self.write.begin().await?;
                 let (scope, before) = environment_scope(&mut tx, id).await?;
                 sqlx::query("DELETE FROM environments WHERE id = $1").bind(id).execute(&mut *tx).await?;
+                // As for a project: the entries stay, detached from an id SQLite may reuse.
+                sqlx::query("UPDATE audit_log SET environment_id = NULL WHERE environment_id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let scope = Scope { environment: None, ..scope };
                 audit(&mut tx, author, scope, "ENVIRONMENT", Some(id),
                     &format!("Environment deleted: {}", before.name), to_json(&before).as_ref(), None).await?;
                 tx.commit().await?;
@@ -1280,6 +1390,7 @@ macro_rules! sql_admin_items {
                 .fetch_one(&mut *tx)
                 .await?;
                 let option = option_row(&row)?;
+                let described = describe_defaults(&mut tx, "feature_id", feature).await?;
                 sqlx::query("UPDATE features SET type = 'MULTIVARIATE' WHERE id = $1").bind(feature).execute(&mut *tx).await?;
                 // Every environment default gets the option at its default allocation.
                 let defaults = sqlx::query(
@@ -1303,6 +1414,7 @@ macro_rules! sql_admin_items {
                     .execute(&mut *tx)
                     .await?;
                 }
+                queue_option_change(&mut tx, author, feature, &described).await?;
                 let environments = environments_of_project(&mut tx, record.project_id).await?;
                 touch_all(&mut tx, &environments).await?;
                 audit(&mut tx, author, scope, "MULTIVARIATE_OPTION", Some(option.id),
@@ -1322,6 +1434,7 @@ macro_rules! sql_admin_items {
                 if defaults > 100.0 + 1e-9 {
                     return Err(StoreError::Invalid("Invalid percentage allocation: total must not exceed 100".into()));
                 }
+                let described = describe_defaults(&mut tx, "feature_id", feature).await?;
                 let row = sqlx::query(&format!(
                     "UPDATE multivariate_options SET value = $1, default_percentage_allocation = $2, key = $3 \
                      WHERE id = $4 RETURNING {OPTION_COLUMNS}"
@@ -1333,6 +1446,7 @@ macro_rules! sql_admin_items {
                 .fetch_one(&mut *tx)
                 .await?;
                 let after = option_row(&row)?;
+                queue_option_change(&mut tx, author, feature, &described).await?;
                 let environments = environments_of_project(&mut tx, record.project_id).await?;
                 touch_all(&mut tx, &environments).await?;
                 audit(&mut tx, author, scope, "MULTIVARIATE_OPTION", Some(id),
@@ -1348,10 +1462,12 @@ macro_rules! sql_admin_items {
                 let scope = project_scope(&mut tx, record.project_id).await?;
                 let options = load_options(&mut tx, feature).await?;
                 let before = options.iter().find(|o| o.id == id).cloned().ok_or(StoreError::NotFound)?;
+                let described = describe_defaults(&mut tx, "feature_id", feature).await?;
                 sqlx::query("DELETE FROM multivariate_options WHERE id = $1").bind(id).execute(&mut *tx).await?;
                 if options.len() == 1 {
                     sqlx::query("UPDATE features SET type = 'STANDARD' WHERE id = $1").bind(feature).execute(&mut *tx).await?;
                 }
+                queue_option_change(&mut tx, author, feature, &described).await?;
                 let environments = environments_of_project(&mut tx, record.project_id).await?;
                 touch_all(&mut tx, &environments).await?;
                 audit(&mut tx, author, scope, "MULTIVARIATE_OPTION", Some(id),
@@ -1360,38 +1476,94 @@ macro_rules! sql_admin_items {
                 Ok(Change { value: (), environments })
             }
 
-            async fn feature_states(&self, environment: Id, query: &StateQuery) -> Result<Vec<FeatureState>> {
+            async fn feature_states(&self, environment: Id, query: &StateQuery) -> Result<Paged<FeatureState>> {
                 let mut conn = self.read.acquire().await?;
-                let mut states = sqlx::query(&format!(
-                    "SELECT {STATE_COLUMNS} FROM feature_states WHERE environment_id = $1 ORDER BY feature_id, id"
-                ))
-                .bind(environment)
-                .fetch_all(&mut *conn)
-                .await?
-                .iter()
-                .map(state_row)
-                .collect::<Result<Vec<_>>>()?;
-                let feature_named = match &query.feature_name {
-                    Some(name) => Some(
-                        sqlx::query("SELECT f.id FROM features f JOIN environments e ON e.project_id = f.project_id \
-                             WHERE e.id = $1 AND f.name = $2")
-                            .bind(environment)
-                            .bind(name)
-                            .fetch_optional(&mut *conn)
-                            .await?
-                            .map(|row| row.try_get::<Id, _>("id"))
-                            .transpose()?
-                            .unwrap_or(-1),
-                    ),
-                    None => None,
+                // Every kind reads through a partial index on `environment_id`, never the
+                // environment's identity overrides when it asks for shared states.
+                let kind = match query.kind {
+                    StateKind::Shared => "identity_id IS NULL",
+                    StateKind::Defaults => "identity_id IS NULL AND feature_segment_id IS NULL",
+                    StateKind::SegmentOverrides => "identity_id IS NULL AND feature_segment_id IS NOT NULL",
+                    StateKind::IdentityOverrides => "identity_id IS NOT NULL",
                 };
-                states.retain(|s| {
-                    (query.identities || s.identity_id.is_none())
-                        && query.feature.is_none_or(|f| f == s.feature_id)
-                        && feature_named.is_none_or(|f| f == s.feature_id)
-                });
-                attach_multivariate(&mut conn, &mut states, "fs.environment_id = $1", environment).await?;
-                Ok(states)
+                let mut conditions = vec![format!("environment_id = $1 AND {kind}")];
+                let mut args: Vec<Arg> = Vec::new();
+                if let Some(feature) = query.feature {
+                    args.push(Arg::Int(feature));
+                    conditions.push(format!("feature_id = ${}", args.len() + 1));
+                }
+                if let Some(name) = &query.feature_name {
+                    args.push(Arg::Text(name.clone()));
+                    conditions.push(format!(
+                        "feature_id IN (SELECT f.id FROM features f JOIN environments e \
+                         ON e.project_id = f.project_id WHERE e.id = $1 AND f.name = ${})",
+                        args.len() + 1
+                    ));
+                }
+                if let Some(feature_segment) = query.feature_segment {
+                    args.push(Arg::Int(feature_segment));
+                    conditions.push(format!("feature_segment_id = ${}", args.len() + 1));
+                }
+                let filter = conditions.join(" AND ");
+                let count_sql = format!("SELECT COUNT(*) AS n FROM feature_states WHERE {filter}");
+                let mut count = sqlx::query(&count_sql).bind(environment);
+                for a in &args {
+                    count = match a { Arg::Int(i) => count.bind(*i), Arg::Text(t) => count.bind(t.clone()) };
+                }
+                let total: i64 = count.fetch_one(&mut *conn).await?.try_get("n")?;
+                let (limit, offset) = limit_offset(query.page);
+                let list_sql = format!(
+                    "SELECT {STATE_COLUMNS} FROM feature_states WHERE {filter} \
+                     ORDER BY feature_id, id LIMIT ${} OFFSET ${}",
+                    args.len() + 2,
+                    args.len() + 3
+                );
+                let mut list = sqlx::query(&list_sql).bind(environment);
+                for a in &args {
+                    list = match a { Arg::Int(i) => list.bind(*i), Arg::Text(t) => list.bind(t.clone()) };
+                }
+                let mut states = list
+                    .bind(limit)
+                    .bind(offset)
+                    .fetch_all(&mut *conn)
+                    .await?
+                    .iter()
+                    .map(state_row)
+                    .collect::<Result<Vec<_>>>()?;
+                let values = if query.kind == StateKind::IdentityOverrides {
+                    "fs.environment_id = $1 AND fs.identity_id IS NOT NULL"
+                } else {
+                    "fs.environment_id = $1 AND fs.identity_id IS NULL"
+                };
+                attach_multivariate(&mut conn, &mut states, values, environment).await?;
+                Ok(Paged { items: states, total: total as u64 })
+            }
+
+            async fn override_counts(&self, environment: Id) -> Result<HashMap<Id, OverrideCounts>> {
+                let mut conn = self.read.acquire().await?;
+                let mut counts: HashMap<Id, OverrideCounts> = HashMap::new();
+                for (identities, kind) in [
+                    (false, "identity_id IS NULL AND feature_segment_id IS NOT NULL"),
+                    (true, "identity_id IS NOT NULL"),
+                ] {
+                    let rows = sqlx::query(&format!(
+                        "SELECT feature_id, COUNT(*) AS n FROM feature_states \
+                         WHERE environment_id = $1 AND {kind} GROUP BY feature_id"
+                    ))
+                    .bind(environment)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for row in rows {
+                        let entry = counts.entry(row.try_get("feature_id")?).or_default();
+                        let n = row.try_get::<i64, _>("n")? as u64;
+                        if identities {
+                            entry.identities = n;
+                        } else {
+                            entry.segments = n;
+                        }
+                    }
+                }
+                Ok(counts)
             }
 
             async fn feature_state(&self, id: Id) -> Result<FeatureState> {

@@ -41,6 +41,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "project settings",
         include_str!("../migrations/sqlite/0005_project_settings.sql"),
     ),
+    (
+        6,
+        "admin scale",
+        include_str!("../migrations/sqlite/0006_admin_scale.sql"),
+    ),
 ];
 
 /// Only this process writes an SQLite database: there is no lease to check.

@@ -575,7 +575,8 @@ mod admin {
             let states = store
                 .feature_states(env.id, &StateQuery::default())
                 .await
-                .unwrap();
+                .unwrap()
+                .items;
             assert_eq!(states.len(), 1);
             assert_eq!(states[0].value, Value::from("classic"));
             assert!(states[0].enabled);
@@ -625,6 +626,7 @@ mod admin {
             .feature_states(prod.id, &StateQuery::default())
             .await
             .unwrap()
+            .items
             .remove(0);
         let before = store.environment(prod.id).await.unwrap();
         let over = StateUpdate {
@@ -973,6 +975,257 @@ mod admin {
         assert_eq!((page.total, page.items.len()), (3, 1));
     });
 
+    store_test!(
+        feature_states_are_filtered_counted_and_paged_by_kind,
+        |store| {
+            let (project, prod, staging, checkout) = setup(&store).await;
+            let a = author();
+            let checkout = checkout.feature.id;
+            let banner = store
+                .create_feature(
+                    &a,
+                    project.id,
+                    &NewFeature {
+                        name: "banner".into(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .value
+                .feature
+                .id;
+            let segment = store
+                .create_segment(
+                    &a,
+                    project.id,
+                    &NewSegment {
+                        name: "beta".into(),
+                        rules: vec![Rule {
+                            rule_type: "ALL".into(),
+                            rules: vec![],
+                            conditions: vec![],
+                        }],
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .value;
+            let link = store
+                .create_feature_segment(
+                    &a,
+                    &NewFeatureSegment {
+                        feature_id: checkout,
+                        segment_id: segment.id,
+                        environment_id: prod.id,
+                        priority: None,
+                    },
+                )
+                .await
+                .unwrap()
+                .value;
+            let state = |feature: Id, target: StateTarget| NewState {
+                feature_id: feature,
+                environment_id: prod.id,
+                target,
+                enabled: true,
+                value: Value::from("x"),
+                multivariate: vec![],
+            };
+            store
+                .create_feature_state(&a, &state(checkout, StateTarget::FeatureSegment(link.id)))
+                .await
+                .unwrap();
+            for name in ["ann", "bob", "cy"] {
+                let identity = store.create_identity(&a, prod.id, name).await.unwrap();
+                store
+                    .create_feature_state(&a, &state(checkout, StateTarget::Identity(identity.id)))
+                    .await
+                    .unwrap();
+            }
+            let dan = store.create_identity(&a, prod.id, "dan").await.unwrap();
+            store
+                .create_feature_state(&a, &state(banner, StateTarget::Identity(dan.id)))
+                .await
+                .unwrap();
+            let list = |query: StateQuery| {
+                let store = store.clone();
+                async move {
+                    let page = store.feature_states(prod.id, &query).await.unwrap();
+                    let kinds: Vec<(Id, bool, bool)> = page
+                        .items
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.feature_id,
+                                s.feature_segment_id.is_some(),
+                                s.identity_id.is_some(),
+                            )
+                        })
+                        .collect();
+                    (page.total, kinds)
+                }
+            };
+            let of = |kind: StateKind| StateQuery {
+                kind,
+                ..Default::default()
+            };
+            // Ordered by feature, then state.
+            assert_eq!(
+                list(of(StateKind::Shared)).await,
+                (
+                    3,
+                    vec![
+                        (checkout, false, false),
+                        (checkout, true, false),
+                        (banner, false, false)
+                    ]
+                )
+            );
+            assert_eq!(
+                list(of(StateKind::Defaults)).await,
+                (2, vec![(checkout, false, false), (banner, false, false)])
+            );
+            assert_eq!(
+                list(of(StateKind::SegmentOverrides)).await,
+                (1, vec![(checkout, true, false)])
+            );
+            assert_eq!(list(of(StateKind::IdentityOverrides)).await.0, 4);
+            // The page is cut in the database; the total counts every match.
+            let second = StateQuery {
+                kind: StateKind::IdentityOverrides,
+                page: Some(Page { number: 2, size: 3 }),
+                ..Default::default()
+            };
+            assert_eq!(list(second).await, (4, vec![(banner, false, true)]));
+            let by_name = |name: &str| StateQuery {
+                kind: StateKind::IdentityOverrides,
+                feature_name: Some(name.into()),
+                ..Default::default()
+            };
+            assert_eq!(list(by_name("checkout")).await.0, 3);
+            assert_eq!(list(by_name("nothing")).await, (0, vec![]));
+            let by_feature = StateQuery {
+                feature: Some(banner),
+                ..Default::default()
+            };
+            assert_eq!(list(by_feature).await, (1, vec![(banner, false, false)]));
+            let by_link = StateQuery {
+                feature_segment: Some(link.id),
+                ..Default::default()
+            };
+            assert_eq!(list(by_link).await, (1, vec![(checkout, true, false)]));
+            // Another environment's states are not listed.
+            assert_eq!(
+                store
+                    .feature_states(staging.id, &of(StateKind::IdentityOverrides))
+                    .await
+                    .unwrap()
+                    .total,
+                0
+            );
+            let counts = store.override_counts(prod.id).await.unwrap();
+            assert_eq!(
+                counts.get(&checkout),
+                Some(&OverrideCounts {
+                    segments: 1,
+                    identities: 3
+                })
+            );
+            assert_eq!(
+                counts.get(&banner),
+                Some(&OverrideCounts {
+                    segments: 0,
+                    identities: 1
+                })
+            );
+            assert!(store.override_counts(staging.id).await.unwrap().is_empty());
+        }
+    );
+
+    store_test!(
+        a_deleted_organisations_history_never_reaches_its_successor,
+        |store| {
+            // SQLite may hand a deleted row's id to the next row: a new organisation, project or
+            // environment must not inherit the log of the one it replaces.
+            let (project, prod, _, _) = setup(&store).await;
+            let a = author();
+            let log_of = |filter: AuditFilter| {
+                let store = store.clone();
+                async move {
+                    store
+                        .audit_log(
+                            &filter,
+                            Page {
+                                number: 1,
+                                size: 999,
+                            },
+                        )
+                        .await
+                        .unwrap()
+                        .items
+                }
+            };
+            store
+                .create_identity(&a, prod.id, "secret@old.example")
+                .await
+                .unwrap();
+            store.delete_environment(&a, prod.id).await.unwrap();
+            let orphaned = log_of(AuditFilter {
+                environments: vec![prod.id],
+                ..Default::default()
+            })
+            .await;
+            assert!(orphaned.is_empty(), "{orphaned:?}");
+            let organisation = store.project(project.id).await.unwrap().organisation_id;
+            store.delete_project(&a, project.id).await.unwrap();
+            let orphaned = log_of(AuditFilter {
+                project: Some(project.id),
+                ..Default::default()
+            })
+            .await;
+            assert!(orphaned.is_empty(), "{orphaned:?}");
+            // The organisation's own log still tells what happened, without the ids.
+            let kept = log_of(AuditFilter {
+                organisation: Some(organisation),
+                ..Default::default()
+            })
+            .await;
+            assert!(kept.iter().any(|e| e.log.contains("secret@old.example")));
+            assert!(kept.iter().any(|e| e.log.starts_with("Project deleted")));
+            store.delete_organisation(&a, organisation).await.unwrap();
+            let successor = store
+                .create_organisation(
+                    &a,
+                    &NewOrganisation {
+                        name: "Beta".into(),
+                    },
+                )
+                .await
+                .unwrap();
+            let inherited = log_of(AuditFilter {
+                organisation: Some(successor.id),
+                ..Default::default()
+            })
+            .await;
+            assert!(
+                inherited
+                    .iter()
+                    .all(|e| !e.log.contains("secret@old.example")
+                        && !e.log.starts_with("Project deleted")),
+                "{inherited:?}"
+            );
+            // The deletion itself is in the installation's log.
+            let everything = log_of(AuditFilter::default()).await;
+            assert!(
+                everything
+                    .iter()
+                    .any(|e| e.log.starts_with("Organisation deleted: Acme"))
+            );
+        }
+    );
+
     store_test!(deleting_a_project_removes_its_environments, |store| {
         let (project, prod, staging, _) = setup(&store).await;
         let clone = store
@@ -984,6 +1237,7 @@ mod admin {
                 .feature_states(clone.id, &StateQuery::default())
                 .await
                 .unwrap()
+                .items
                 .len(),
             1
         );

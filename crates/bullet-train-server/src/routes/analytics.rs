@@ -1,7 +1,8 @@
 //! Flag analytics: `POST analytics/flags/` (v1, `{feature name: count}`) and `POST /api/v2/analytics/flags/`
 //! (`{"evaluations": [...]}`). Counts are stored per feature per UTC day. Unknown features and
 //! non-integer counts are dropped silently, as Flagsmith does; digit keys naming a feature id (the
-//! 2021 Python SDKs' form) are counted for that feature.
+//! 2021 Python SDKs' form) are counted for that feature. Counts saturate at `i64::MAX` (in a request
+//! and in the stored daily total) rather than overflow.
 
 use std::collections::HashMap;
 
@@ -23,6 +24,12 @@ fn feature_of(snapshot: &EnvSnapshot, key: &str) -> Option<Id> {
     }
     let id: Id = key.parse().ok()?;
     snapshot.position_of_id(id).map(|_| id)
+}
+
+/// Adds `n` to a feature's count, saturating.
+fn add(counts: &mut HashMap<Id, i64>, feature: Id, n: i64) {
+    let count = counts.entry(feature).or_default();
+    *count = count.saturating_add(n);
 }
 
 async fn record(state: &AppState, sdk: &Sdk, counts: HashMap<Id, i64>) -> ApiResult<()> {
@@ -52,7 +59,7 @@ pub(crate) async fn v1(
     let mut counts: HashMap<Id, i64> = HashMap::new();
     for (key, count) in object {
         if let (Some(feature), Some(n)) = (feature_of(&sdk.snapshot, key), count.as_i64()) {
-            *counts.entry(feature).or_default() += n;
+            add(&mut counts, feature, n);
         }
     }
     record(&state, &sdk, counts).await?;
@@ -76,7 +83,7 @@ pub(crate) async fn v2(
         let name = evaluation.get("feature_name").and_then(|n| n.as_str());
         let count = evaluation.get("count").and_then(|c| c.as_i64());
         if let (Some(feature), Some(n)) = (name.and_then(|n| feature_of(&sdk.snapshot, n)), count) {
-            *counts.entry(feature).or_default() += n;
+            add(&mut counts, feature, n);
         }
     }
     record(&state, &sdk, counts).await?;

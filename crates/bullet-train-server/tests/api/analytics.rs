@@ -3,16 +3,27 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{KEY, TestApp};
+use crate::helpers::{KEY, TestApp, utc_day};
 
-pub(crate) async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
+/// The flag of the feature named `feature` in the sample environment's `flags/`.
+async fn flag(app: &TestApp, feature: &str) -> Value {
     let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
-    let flag = flags
+    flags
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["feature"]["name"] == feature)
-        .unwrap();
+        .unwrap()
+        .clone()
+}
+
+/// A feature's id, as text (the legacy analytics key).
+async fn feature_id(app: &TestApp, feature: &str) -> String {
+    flag(app, feature).await["feature"]["id"].to_string()
+}
+
+pub(crate) async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
+    let flag = flag(app, feature).await;
     let (feature_id, project) = (
         flag["feature"]["id"].clone(),
         flag["feature"]["project"].clone(),
@@ -34,29 +45,11 @@ pub(crate) async fn counts(app: &TestApp, feature: &str) -> Vec<Value> {
     .clone()
 }
 
-/// Today's date in UTC as `YYYY-MM-DD`, read from an HTTP date ("Fri, 27 Nov 2026 14:58:00 GMT").
-fn utc_today() -> String {
-    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
-    let parts: Vec<&str> = date.split(' ').collect();
-    let months = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
-    format!("{}-{month:02}-{}", parts[3], parts[1])
-}
-
 #[tokio::test]
 async fn counts_are_stored_per_feature_per_day() {
-    let today_before = utc_today();
+    let today_before = utc_day(std::time::SystemTime::now());
     let app = TestApp::sample().await;
-    let (_, flags) = app.get_json("/api/v1/flags/", KEY).await;
-    let font_id = flags
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["feature"]["name"] == "font_size")
-        .unwrap()["feature"]["id"]
-        .to_string();
+    let font_id = feature_id(&app, "font_size").await;
     let body =
         json!({"header": 3, "font_size": 2, "unknown_feature": 5, "dark_mode": "x", font_id: 1});
     let response = app
@@ -78,7 +71,7 @@ async fn counts_are_stored_per_feature_per_day() {
     // Counted under today's date (UTC), whichever side of midnight the requests fell.
     let day = header[0]["day"].as_str().unwrap();
     assert!(
-        [today_before, utc_today()].contains(&day.to_owned()),
+        [today_before, utc_day(std::time::SystemTime::now())].contains(&day.to_owned()),
         "{day}"
     );
     assert_eq!(
@@ -110,4 +103,34 @@ async fn counts_are_stored_per_feature_per_day() {
             json!({"non_field_errors": ["Expected a JSON object."]})
         )
     );
+}
+
+#[tokio::test]
+async fn huge_counts_saturate_instead_of_failing() {
+    let app = TestApp::sample().await;
+    let header_id = feature_id(&app, "header").await;
+    // The name and the legacy id of one feature, each at the largest count JSON can carry as an
+    // i64: their sum overflows within the request.
+    let body = json!({"header": i64::MAX, header_id: i64::MAX});
+    for _ in 0..2 {
+        // And a second request overflows the stored total.
+        let response = app
+            .sdk(Method::POST, "/api/v1/analytics/flags/", KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let v2 = json!({"evaluations": [{"feature_name": "header", "count": i64::MAX}]});
+    let response = app
+        .sdk(Method::POST, "/api/v2/analytics/flags/", KEY)
+        .json(&v2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let header = counts(&app, "header").await;
+    assert_eq!(header.len(), 1);
+    assert_eq!(header[0]["count"], json!(i64::MAX));
 }

@@ -274,3 +274,14 @@ pub(crate) fn updated_at(block: &str) -> f64 {
     let data: Value = serde_json::from_str(data).unwrap();
     data["updated_at"].as_f64().unwrap()
 }
+
+/// The UTC day of a time as `YYYY-MM-DD`, read from its HTTP date ("Fri, 27 Nov 2026 14:58:00 GMT").
+pub(crate) fn utc_day(at: std::time::SystemTime) -> String {
+    let date = httpdate::fmt_http_date(at);
+    let parts: Vec<&str> = date.split(' ').collect();
+    let months = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
+    format!("{}-{month:02}-{}", parts[3], parts[1])
+}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::helpers::{TestApp, admin_call as call, admin_ok as ok, flag_map};
+use crate::helpers::{TestApp, admin_call as call, admin_ok as ok, flag_map, utc_day};
 
 /// An organisation, a project, and two environments.
 struct World {
@@ -79,6 +79,16 @@ async fn default_state(app: &TestApp, environment: &Value, feature: &str) -> Val
     .await;
     assert_eq!(page["count"], 1, "{page}");
     page["results"][0].clone()
+}
+
+/// PATCHes an environment's feature state through the admin API.
+async fn patch_state(app: &TestApp, environment: &Value, state: &Value, body: Value) -> Value {
+    let path = format!(
+        "/api/v1/environments/{}/featurestates/{}/",
+        key(environment),
+        state["id"]
+    );
+    ok(app, Method::PATCH, &path, Some(body)).await
 }
 
 #[tokio::test]
@@ -992,6 +1002,71 @@ async fn the_audit_log_records_who_what_and_before_after() {
     .await;
     assert!(organisation_log["count"].as_u64().unwrap() >= 5);
     let _ = feature;
+
+    // Filters: a change in Staging, then each filter keeps exactly what it names.
+    let staging_state = default_state(&app, &w.staging, "banner").await;
+    patch_state(&app, &w.staging, &staging_state, json!({"enabled": true})).await;
+    let entries = |query: String| {
+        let app = &app;
+        async move {
+            let log = ok(app, Method::GET, &format!("/api/v1/audit/?{query}"), None).await;
+            log["results"].as_array().unwrap().clone()
+        }
+    };
+    for (environment, other) in [(&w.prod, &w.staging), (&w.staging, &w.prod)] {
+        let only = entries(format!("environments={}", environment["id"])).await;
+        assert!(!only.is_empty());
+        assert!(
+            only.iter()
+                .all(|e| e["environment"]["api_key"] == key(environment)),
+            "{only:?}"
+        );
+        assert!(
+            only.iter()
+                .all(|e| e["environment"]["api_key"] != key(other))
+        );
+    }
+    let everything = entries("page_size=999".into()).await;
+    let states = entries("related_object_type=FEATURE_STATE&page_size=999".into()).await;
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(
+        states
+            .iter()
+            .all(|e| e["related_object_type"] == "FEATURE_STATE")
+    );
+    assert!(everything.len() > states.len());
+    // Dates: everything happened today (UTC), so a range ending yesterday or starting tomorrow is
+    // empty, and a range around today holds everything.
+    let now = std::time::SystemTime::now();
+    let day = Duration::from_secs(86_400);
+    let (yesterday, tomorrow) = (utc_day(now - day), utc_day(now + day));
+    assert!(entries(format!("to_date={yesterday}")).await.is_empty());
+    assert!(entries(format!("from_date={tomorrow}")).await.is_empty());
+    assert_eq!(
+        entries(format!(
+            "from_date={yesterday}&to_date={tomorrow}&page_size=999"
+        ))
+        .await
+        .len(),
+        everything.len()
+    );
+    let project_only = entries(format!("project={}&page_size=999", w.project)).await;
+    assert!(project_only.iter().all(|e| e["project"]["id"] == w.project));
+    assert!(
+        project_only.len() < everything.len(),
+        "organisation entries have no project"
+    );
+
+    // An import records the environment before and after.
+    let document_path = format!("/api/v1/environments/{}/document/", key(&w.prod));
+    let mut document = ok(&app, Method::GET, &document_path, None).await;
+    document["name"] = json!("Production (imported)");
+    ok(&app, Method::PUT, &document_path, Some(document)).await;
+    let import = &entries(format!("environments={}", w.prod["id"])).await[0];
+    assert_eq!(import["related_object_type"], "ENVIRONMENT");
+    assert_eq!(import["previous_state"]["name"], "Production");
+    assert_eq!(import["previous_state"]["features"], 1);
+    assert_eq!(import["new_state"]["name"], "Production (imported)");
 }
 
 /// A webhook receiver: records every request, failing the first `failures` with 500.
@@ -1036,6 +1111,21 @@ async fn next_hook(
         .unwrap()
 }
 
+/// The delivery log of a webhook once its newest delivery has `status`.
+async fn delivery_log(app: &TestApp, deliveries: &str, status: &str) -> Value {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let log = ok(app, Method::GET, deliveries, None).await;
+            if log["results"][0]["status"] == status {
+                return log;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no delivery reached {status}"))
+}
+
 #[tokio::test]
 async fn webhooks_are_signed_retried_and_logged() {
     let app = TestApp::with_limits(Limits {
@@ -1067,17 +1157,7 @@ async fn webhooks_are_signed_retried_and_logged() {
         400
     );
     let state = default_state(&app, &w.prod, "banner").await;
-    ok(
-        &app,
-        Method::PATCH,
-        &format!(
-            "/api/v1/environments/{}/featurestates/{}/",
-            key(&w.prod),
-            state["id"]
-        ),
-        Some(json!({"feature_state_value": "new"})),
-    )
-    .await;
+    patch_state(&app, &w.prod, &state, json!({"feature_state_value": "new"})).await;
     // The first attempt fails (500), the retry succeeds; both carry the same signed body.
     let (first_headers, first_body) = next_hook(&mut rx).await;
     let (headers, body) = next_hook(&mut rx).await;
@@ -1101,17 +1181,7 @@ async fn webhooks_are_signed_retried_and_logged() {
     );
     assert_eq!(payload["data"]["changed_by"], "admin token");
     let deliveries = format!("{hooks}{}/deliveries/", hook["id"]);
-    let log = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            let log = ok(&app, Method::GET, &deliveries, None).await;
-            if log["results"][0]["status"] == "delivered" {
-                return log;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the delivery is recorded");
+    let log = delivery_log(&app, &deliveries, "delivered").await;
     assert_eq!(log["results"][0]["attempts"], 2);
     assert_eq!(log["results"][0]["last_status_code"], 200);
     // Deleting the feature sends FLAG_DELETED with the previous state only.
@@ -1141,24 +1211,81 @@ async fn webhooks_are_signed_retried_and_logged() {
     )
     .await;
     assert!(feature["id"].is_i64());
-    let failed = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            let log = ok(
-                &app,
-                Method::GET,
-                &format!("{hooks}{}/deliveries/", app_fast["id"]),
-                None,
-            )
-            .await;
-            if log["results"][0]["status"] == "failed" {
-                return log;
-            }
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-    .expect("the failed delivery is recorded");
+    let failed = delivery_log(
+        &app,
+        &format!("{hooks}{}/deliveries/", app_fast["id"]),
+        "failed",
+    )
+    .await;
     assert_eq!(failed["results"][0]["attempts"], 5);
+}
+
+#[tokio::test]
+async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
+    let backoff = Duration::from_millis(20);
+    // A delivery may wait an hour for its receiver: a write that waited for it would hang.
+    let app = TestApp::with_limits(Limits {
+        webhook_backoff: backoff,
+        webhook_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    })
+    .await;
+    let w = world(&app).await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "banner"})),
+    )
+    .await;
+    // A receiver that holds every request until the test lets it answer (with 500), noting when
+    // each arrived.
+    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<tokio::time::Instant>();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let held = release.clone();
+    let hook = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let arrived_tx = arrived_tx.clone();
+            let held = held.clone();
+            async move {
+                let _ = arrived_tx.send(tokio::time::Instant::now());
+                held.acquire().await.unwrap().forget();
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let hooks = format!("/api/v1/environments/{}/webhooks/", key(&w.prod));
+    let webhook = ok(&app, Method::POST, &hooks, Some(json!({"url": url}))).await;
+    // The write returns while the receiver has not answered (it cannot: nothing has released it).
+    let state = default_state(&app, &w.prod, "banner").await;
+    patch_state(&app, &w.prod, &state, json!({"enabled": true})).await;
+    // Now let every attempt fail at once: the gaps between attempts grow as the backoff doubles.
+    release.add_permits(1000);
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let at = tokio::time::timeout(Duration::from_secs(20), arrived.recv())
+            .await
+            .expect("an attempt arrives")
+            .unwrap();
+        times.push(at);
+    }
+    for (i, pair) in times.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let least = backoff * (1 << i);
+        assert!(
+            gap >= least,
+            "attempt {} came {gap:?} after the last, before {least:?}",
+            i + 2
+        );
+    }
+    let deliveries = format!("{hooks}{}/deliveries/", webhook["id"]);
+    let failed = delivery_log(&app, &deliveries, "failed").await;
+    assert_eq!(failed["results"][0]["attempts"], 5);
+    assert_eq!(failed["results"][0]["last_status_code"], 500);
 }
 
 #[tokio::test]
@@ -1206,7 +1333,100 @@ async fn webhook_states_carry_multivariate_allocations_and_are_unsigned_without_
         )
     };
     assert_eq!(allocation("previous_state"), (option.clone(), json!(25.0)));
-    assert_eq!(allocation("new_state"), (option, json!(60.0)));
+    assert_eq!(allocation("new_state"), (option.clone(), json!(60.0)));
+
+    // A new option changes the variants every environment serves: Production's hook hears of it,
+    // with the option's allocation added to the state.
+    let options = format!(
+        "/api/v1/projects/{}/features/{}/mv-options/",
+        w.project, feature["id"]
+    );
+    let added = ok(
+        &app,
+        Method::POST,
+        &options,
+        Some(json!({"type": "unicode", "string_value": "one_page",
+            "default_percentage_allocation": 10})),
+    )
+    .await;
+    let (_, body) = next_hook(&mut rx).await;
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["event_type"], "FLAG_UPDATED");
+    let options_of = |payload: &Value, state: &str| -> Vec<(Value, Value)> {
+        let mut values: Vec<(Value, Value)> =
+            payload["data"][state]["multivariate_feature_state_values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| {
+                    (
+                        v["multivariate_feature_option"].clone(),
+                        v["percentage_allocation"].clone(),
+                    )
+                })
+                .collect();
+        values.sort_by_key(|(option, _)| option.as_i64());
+        values
+    };
+    assert_eq!(
+        options_of(&payload, "previous_state"),
+        vec![(option.clone(), json!(60.0))]
+    );
+    assert_eq!(
+        options_of(&payload, "new_state"),
+        vec![
+            (option.clone(), json!(60.0)),
+            (added["id"].clone(), json!(10.0))
+        ]
+    );
+    // Removing it takes it out again.
+    ok(
+        &app,
+        Method::DELETE,
+        &format!("{options}{}/", added["id"]),
+        None,
+    )
+    .await;
+    let (_, body) = next_hook(&mut rx).await;
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["event_type"], "FLAG_UPDATED");
+    assert_eq!(
+        options_of(&payload, "new_state"),
+        vec![(option.clone(), json!(60.0))]
+    );
+    assert_eq!(options_of(&payload, "previous_state").len(), 2);
+
+    // A document import that turns the flag off sends FLAG_UPDATED for that flag alone.
+    let document_path = format!("/api/v1/environments/{}/document/", key(&w.prod));
+    let mut document = ok(&app, Method::GET, &document_path, None).await;
+    let states = document["feature_states"].as_array_mut().unwrap();
+    assert_eq!(states.len(), 1);
+    states[0]["enabled"] = json!(false);
+    ok(&app, Method::PUT, &document_path, Some(document)).await;
+    let (_, body) = next_hook(&mut rx).await;
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(payload["event_type"], "FLAG_UPDATED");
+    assert_eq!(payload["data"]["new_state"]["feature"]["name"], "checkout");
+    assert_eq!(payload["data"]["previous_state"]["enabled"], true);
+    assert_eq!(payload["data"]["new_state"]["enabled"], false);
+    // Re-importing the same document changes no flag, so it sends nothing: the next event the
+    // receiver gets is the one after it.
+    let document = ok(&app, Method::GET, &document_path, None).await;
+    ok(&app, Method::PUT, &document_path, Some(document)).await;
+    let state = default_state(&app, &w.prod, "checkout").await;
+    patch_state(
+        &app,
+        &w.prod,
+        &state,
+        json!({"feature_state_value": "after the re-import"}),
+    )
+    .await;
+    let (_, body) = next_hook(&mut rx).await;
+    let payload: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        payload["data"]["new_state"]["feature_state_value"],
+        "after the re-import"
+    );
 }
 
 #[tokio::test]

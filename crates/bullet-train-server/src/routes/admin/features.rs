@@ -1,15 +1,14 @@
 //! Features (`/api/v1/projects/{project}/features/`), their multivariate options (`mv-options/`) and
 //! their daily evaluation counts (`evaluation-data/`).
-
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use bullet_train_protocol::Value;
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::StoreError;
-use bullet_train_store::admin::{FeatureQuery, FeatureUpdate, NewFeature, NewOption, StateQuery};
+use bullet_train_store::admin::{
+    FeatureQuery, FeatureUpdate, NewFeature, NewOption, StateKind, StateQuery,
+};
 use bullet_train_store::model::{self, FeatureRecord, Id};
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -115,30 +114,20 @@ async fn with_environment(
     environment: Id,
     features: &mut [dto::Feature],
 ) -> ApiResult<()> {
-    let states = state
+    let defaults = state
         .store
         .feature_states(
             environment,
             &StateQuery {
-                identities: true,
+                kind: StateKind::Defaults,
                 ..Default::default()
             },
         )
-        .await?;
-    let mut segments: HashMap<Id, u64> = HashMap::new();
-    let mut identities: HashMap<Id, u64> = HashMap::new();
-    for s in &states {
-        if s.feature_segment_id.is_some() {
-            *segments.entry(s.feature_id).or_default() += 1;
-        }
-        if s.identity_id.is_some() {
-            *identities.entry(s.feature_id).or_default() += 1;
-        }
-    }
+        .await?
+        .items;
+    let counts = state.store.override_counts(environment).await?;
     for feature in features {
-        let default = states.iter().find(|s| {
-            s.feature_id == feature.id && s.feature_segment_id.is_none() && s.identity_id.is_none()
-        });
+        let default = defaults.iter().find(|s| s.feature_id == feature.id);
         feature.environment_feature_state = default.map(|s| dto::EnvironmentFeatureState {
             id: s.id,
             feature_state_value: s.value.clone(),
@@ -147,8 +136,9 @@ async fn with_environment(
             feature_segment: None,
             enabled: s.enabled,
         });
-        feature.num_segment_overrides = Some(segments.get(&feature.id).copied().unwrap_or(0));
-        feature.num_identity_overrides = Some(identities.get(&feature.id).copied().unwrap_or(0));
+        let count = counts.get(&feature.id).copied().unwrap_or_default();
+        feature.num_segment_overrides = Some(count.segments);
+        feature.num_identity_overrides = Some(count.identities);
         feature.is_num_identity_overrides_complete = Some(true);
     }
     Ok(())

@@ -13,7 +13,7 @@ use bullet_train_protocol::Value;
 use bullet_train_protocol::admin as dto;
 use bullet_train_store::StoreError;
 use bullet_train_store::admin::{
-    Allocation, NewFeatureSegment, NewState, StateQuery, StateTarget, StateUpdate,
+    Allocation, NewFeatureSegment, NewState, StateKind, StateQuery, StateTarget, StateUpdate,
 };
 use bullet_train_store::model::{Environment, FeatureSegment, FeatureState, Id};
 use serde_json::json;
@@ -171,30 +171,22 @@ async fn environment_states(
     headers: HeaderMap,
 ) -> ApiResult<Json<dto::Paginated<dto::FeatureState>>> {
     let (environment, _) = environment_for(&state, &actor, &api_key, false).await?;
-    let any_identity = params.get("anyIdentity").is_some();
+    let page = page_of(&params, 10)?;
     let query = StateQuery {
+        kind: if params.get("anyIdentity").is_some() {
+            StateKind::IdentityOverrides
+        } else {
+            StateKind::Defaults
+        },
         feature: params.get("feature").and_then(|f| f.parse().ok()),
         feature_name: params.get("feature_name").map(str::to_owned),
-        identities: any_identity,
+        feature_segment: None,
+        page: Some(page),
     };
-    let states: Vec<FeatureState> = state
-        .store
-        .feature_states(environment.id, &query)
-        .await?
-        .into_iter()
-        .filter(|s| s.feature_segment_id.is_none())
-        .filter(|s| s.identity_id.is_some() == any_identity)
-        .collect();
-    let page = page_of(&params, 10)?;
-    let total = states.len() as u64;
-    let shown: Vec<FeatureState> = states
-        .into_iter()
-        .skip(page.offset() as usize)
-        .take(page.size as usize)
-        .collect();
-    let names = identifiers(&state, environment.id, &shown).await?;
-    let items = shown.iter().map(|s| state_dto(s, &names)).collect();
-    Ok(Json(paginated(items, total, page, &uri, &headers)?))
+    let shown = state.store.feature_states(environment.id, &query).await?;
+    let names = identifiers(&state, environment.id, &shown.items).await?;
+    let items = shown.items.iter().map(|s| state_dto(s, &names)).collect();
+    Ok(Json(paginated(items, shown.total, page, &uri, &headers)?))
 }
 
 /// A state of this environment, checked for the actor.
@@ -311,27 +303,21 @@ async fn generic_states(
     let feature_segment = params
         .get("feature_segment")
         .and_then(|f| f.parse::<Id>().ok());
+    let page = page_of(&params, 10)?;
     let query = StateQuery {
+        kind: StateKind::Shared,
         feature: params.get("feature").and_then(|f| f.parse().ok()),
         feature_name: None,
-        identities: false,
+        feature_segment,
+        page: Some(page),
     };
-    let states: Vec<FeatureState> = state
-        .store
-        .feature_states(environment.id, &query)
-        .await?
-        .into_iter()
-        .filter(|s| feature_segment.is_none_or(|fs| s.feature_segment_id == Some(fs)))
-        .collect();
-    let page = page_of(&params, 10)?;
-    let total = states.len() as u64;
-    let items = states
+    let shown = state.store.feature_states(environment.id, &query).await?;
+    let items = shown
+        .items
         .iter()
-        .skip(page.offset() as usize)
-        .take(page.size as usize)
         .map(|s| state_dto(s, &HashMap::new()))
         .collect();
-    Ok(Json(paginated(items, total, page, &uri, &headers)?))
+    Ok(Json(paginated(items, shown.total, page, &uri, &headers)?))
 }
 
 /// Creates a segment override (`feature_segment`) or an identity override (`identity`) state, with a
