@@ -1,6 +1,7 @@
 //! Test harness: a real `bullet-train` server on a random port over a fresh database (SQLite, or
 //! PostgreSQL with `BULLET_TRAIN_TEST_BACKEND=postgres`), stoppable and restartable on the same
-//! port and data, admin calls over HTTP, and SDK builders pointed at it.
+//! port and data, admin calls over HTTP, and SDK builders pointed at it; and [`stub`], for tests
+//! that need a server answering exactly as they say.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -246,4 +247,13 @@ pub(crate) async fn next_update(updates: &mut tokio::sync::watch::Receiver<u64>,
         .await
         .expect("no environment update arrived in time")
         .expect("the client stopped");
+}
+
+/// Serves `app` (a stub answering as the test needs) on a random port; returns its API URL. The
+/// listener is bound before this returns, so clients can connect at once.
+pub(crate) async fn stub(app: axum::Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }

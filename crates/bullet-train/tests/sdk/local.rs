@@ -1,13 +1,21 @@
 //! Local evaluation against a real server: the same answers as remote evaluation, from the
 //! environment document, for the sample and for hundreds of random identities of a rich
-//! environment.
+//! environment; and the default flag handler before the first document (against a stub that is
+//! down until the test says otherwise).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bullet_train::{Error, Mode, Reason, Trait, Value};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bullet_train::{DefaultFlag, Error, Mode, Reason, Trait, Value};
 use serde_json::{Value as Json, json};
 
-use crate::helpers::{BEN, KEY, TestServer};
+use crate::helpers::{BEN, KEY, TestServer, sample, stub};
 
 #[tokio::test]
 async fn the_seed_functions_answer_from_the_document() {
@@ -103,6 +111,102 @@ async fn calls_before_an_unreachable_first_fetch_end_not_ready() {
         Err(Error::NotReady)
     ));
     assert!(bt.refresh().await.unwrap_err().is_unavailable());
+}
+
+/// `environment-document/`: 503 until `up`, then the sample.
+async fn document_when_up(State(up): State<Arc<AtomicBool>>) -> Response {
+    if up.load(Ordering::SeqCst) {
+        axum::Json(sample()).into_response()
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE.into_response()
+    }
+}
+
+#[tokio::test]
+async fn the_default_flag_handler_answers_before_the_first_document_and_for_missing_features() {
+    let up = Arc::new(AtomicBool::new(false));
+    let api = stub(
+        Router::new()
+            .route("/api/v1/environment-document/", get(document_when_up))
+            .with_state(up.clone()),
+    )
+    .await;
+    let bt = bullet_train::BulletTrain::builder("ser.stub")
+        .api(api)
+        .local_evaluation(true)
+        .realtime(false)
+        .retries(0)
+        .default_flag_handler(|name| match name {
+            "header" | "beta_banner" => Some(DefaultFlag::new(true, "from the handler")),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    // Calls wait for the first fetch, which fails: the handler answers for what it knows.
+    assert_eq!(bt.feature_enabled("header").await.unwrap(), Some(true));
+    assert!(!bt.is_ready());
+    assert_eq!(
+        bt.get_value("header").await.unwrap(),
+        Some(Value::from("from the handler"))
+    );
+    assert_eq!(
+        bt.get_value_for("header", BEN).await.unwrap(),
+        Some(Value::from("from the handler"))
+    );
+    assert_eq!(
+        bt.feature_enabled_for("beta_banner", BEN).await.unwrap(),
+        Some(true)
+    );
+    // What it does not know is still an error, and has_feature never asks it.
+    assert!(matches!(
+        bt.get_value("font_size").await,
+        Err(Error::NotReady)
+    ));
+    assert!(matches!(
+        bt.has_feature("header").await,
+        Err(Error::NotReady)
+    ));
+    assert!(matches!(bt.get_flags().await, Err(Error::NotReady)));
+    assert!(matches!(
+        bt.get_identity_flags(BEN, &[]).await,
+        Err(Error::NotReady)
+    ));
+
+    // The server comes back (the background retry may get there first).
+    up.store(true, Ordering::SeqCst);
+    bt.refresh().await.unwrap();
+    assert!(bt.is_ready());
+    // The document answers for its features, the handler only for missing ones.
+    assert_eq!(
+        bt.get_value("header").await.unwrap(),
+        Some(Value::from("Welcome to Bullet Train"))
+    );
+    assert_eq!(
+        bt.get_value("font_size").await.unwrap(),
+        Some(Value::Int(12))
+    );
+    assert_eq!(
+        bt.get_value("beta_banner").await.unwrap(),
+        Some(Value::from("from the handler"))
+    );
+    assert_eq!(
+        bt.feature_enabled_for("beta_banner", BEN).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(bt.get_value("other").await.unwrap(), None);
+    assert!(!bt.has_feature("beta_banner").await.unwrap());
+    assert!(
+        bt.get_flags()
+            .await
+            .unwrap()
+            .iter()
+            .all(|f| f.name() != "beta_banner" && !f.is_default)
+    );
+    let flags = bt.get_identity_flags(BEN, &[]).await.unwrap();
+    let banner = flags.get_flag("beta_banner").unwrap();
+    assert!(banner.is_default && banner.enabled);
+    assert_eq!(banner.value(), &Value::from("from the handler"));
+    assert!(!flags.get_flag("dark_mode").unwrap().is_default);
 }
 
 /// A deterministic pseudo-random sequence (xorshift), so failures reproduce.

@@ -1,9 +1,9 @@
-//! Offline mode from an exported document file, and the offline document as the fallback of a
-//! remote client whose server is gone.
+//! Offline mode from an exported document file (with the default flag handler for missing
+//! features), and the offline document as the fallback of a remote client whose server is gone.
 
-use bullet_train::{BulletTrain, Error, Mode, Trait, Value};
+use bullet_train::{BulletTrain, DefaultFlag, Error, Mode, Trait, Value};
 
-use crate::helpers::{BEN, KEY, TestServer};
+use crate::helpers::{BEN, KEY, TestServer, sample};
 
 #[tokio::test]
 async fn offline_mode_answers_from_an_exported_document_without_a_server() {
@@ -47,6 +47,51 @@ async fn offline_mode_answers_from_an_exported_document_without_a_server() {
     ));
     assert!(matches!(bt.get_trait("a", BEN).await, Err(Error::Offline)));
     drop(stopped);
+}
+
+#[tokio::test]
+async fn offline_the_default_flag_handler_answers_only_for_missing_features() {
+    let bt = BulletTrain::builder(KEY)
+        .offline_mode(true)
+        .offline_document(serde_json::from_value(sample()).unwrap())
+        .default_flag_handler(|name| match name {
+            "header" | "beta_banner" => Some(DefaultFlag::new(false, 7)),
+            _ => None,
+        })
+        .build()
+        .unwrap();
+    // Features of the document: the document answers.
+    assert_eq!(bt.feature_enabled("header").await.unwrap(), Some(true));
+    assert_eq!(
+        bt.get_value_for("header", BEN).await.unwrap(),
+        Some(Value::from("Welcome to Bullet Train"))
+    );
+    // Missing ones: the handler, when it knows them.
+    assert_eq!(
+        bt.feature_enabled("beta_banner").await.unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        bt.get_value("beta_banner").await.unwrap(),
+        Some(Value::Int(7))
+    );
+    assert_eq!(
+        bt.get_value_for("beta_banner", BEN).await.unwrap(),
+        Some(Value::Int(7))
+    );
+    assert_eq!(bt.get_value("other").await.unwrap(), None);
+    assert!(!bt.has_feature("beta_banner").await.unwrap());
+    assert!(!bt.has_feature_for("beta_banner", BEN).await.unwrap());
+    assert_eq!(bt.get_flags().await.unwrap().len(), 6);
+    let flags = bt
+        .get_transient_identity_flags("x", &[Trait::new("plan", "pro")])
+        .await
+        .unwrap();
+    let banner = flags.get_flag("beta_banner").unwrap();
+    assert!(banner.is_default && !banner.enabled);
+    assert_eq!(banner.value(), &Value::Int(7));
+    assert_eq!(flags.get_feature_value("font_size"), Some(Value::Int(15)));
+    assert!(flags.get_flag("other").is_none());
 }
 
 #[tokio::test]
