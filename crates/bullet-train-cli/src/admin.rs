@@ -203,7 +203,7 @@ pub(crate) enum FeatureCommand {
         #[arg(long)]
         project: String,
         /// Initial value (text; numbers and true/false are typed by the server).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         value: Option<String>,
         /// Start enabled.
         #[arg(long)]
@@ -286,6 +286,7 @@ pub(crate) enum FlagCommand {
     /// Sets a flag's value in an environment.
     Set {
         feature: String,
+        #[arg(allow_negative_numbers = true)]
         value: String,
         #[arg(long)]
         environment: String,
@@ -385,7 +386,7 @@ pub(crate) enum OverrideCommand {
         segment: String,
         #[arg(long)]
         priority: Option<i64>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         value: Option<String>,
         #[arg(long = "type", value_enum, default_value_t = ValueKind::Auto)]
         kind: ValueKind,
@@ -450,6 +451,7 @@ pub(crate) enum TraitCommand {
     /// Sets a trait.
     Set {
         key: String,
+        #[arg(allow_negative_numbers = true)]
         value: String,
         #[arg(long)]
         environment: String,
@@ -485,7 +487,7 @@ pub(crate) enum IdentityOverrideCommand {
         identity: String,
         #[arg(long)]
         feature: String,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         value: Option<String>,
         #[arg(long = "type", value_enum, default_value_t = ValueKind::Auto)]
         kind: ValueKind,
@@ -739,7 +741,7 @@ impl Context {
     /// Prints what a create command made: its id (or `id_field`) with `--quiet`, otherwise a table.
     fn created(&self, value: &Value, id_field: &str, columns: &[(&str, &str)]) {
         if self.quiet {
-            println!("{}", cell(&pointer(value, id_field)));
+            outln!("{}", cell(&pointer(value, id_field)));
         } else {
             print(self.format, value, columns);
         }
@@ -747,7 +749,7 @@ impl Context {
 
     fn done(&self, message: &str) {
         if !self.quiet && self.format == Format::Table {
-            println!("{message}");
+            outln!("{message}");
         }
     }
 
@@ -1357,7 +1359,7 @@ impl Context {
             SegmentCommand::Show { segment, project } => {
                 let project = self.project_id(&project).await?;
                 let found = self.segment(project, &segment).await?;
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&found).unwrap_or_default()
                 );
@@ -1834,7 +1836,7 @@ impl Context {
                         })?;
                         self.done(&format!("wrote {}", path.display()));
                     }
-                    None => println!("{text}"),
+                    None => outln!("{text}"),
                 }
             }
             DocumentCommand::Import { file } => {
@@ -1915,7 +1917,7 @@ impl Context {
             )
             .await?;
         match self.format {
-            Format::Json => println!(
+            Format::Json => outln!(
                 "{}",
                 serde_json::to_string_pretty(&result).unwrap_or_default()
             ),
@@ -1937,7 +1939,7 @@ impl Context {
                             .collect()
                     })
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "{}",
                     table(&["feature", "enabled", "value", "variant", "reason"], &rows)
                 );
@@ -1945,7 +1947,7 @@ impl Context {
                     .as_array()
                     .map(|s| s.iter().map(cell).collect())
                     .unwrap_or_default();
-                println!(
+                outln!(
                     "\nsegments: {}",
                     if segments.is_empty() {
                         "(none)".into()

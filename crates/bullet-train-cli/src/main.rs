@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+#[macro_use]
+mod output;
 mod admin;
 mod allocator;
 mod client;
-mod output;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,6 +1,28 @@
 //! Command output: aligned tables for people, JSON (the API's own objects) for scripts.
 
+use std::io::{ErrorKind, Write};
+
 use serde_json::Value;
+
+/// `println!` for command output: a closed pipe (`bullet-train audit | head -1`) ends the program
+/// quietly, as it ends any Unix tool, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::output::write_line(format_args!($($arg)*))
+    };
+}
+
+/// Writes one line to standard output (see [`outln!`]).
+pub(crate) fn write_line(text: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to standard output: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -44,7 +66,7 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 /// Prints objects as JSON, or as a table of the given `(header, field)` columns.
 pub(crate) fn print(format: Format, value: &Value, columns: &[(&str, &str)]) {
     match format {
-        Format::Json => println!(
+        Format::Json => outln!(
             "{}",
             serde_json::to_string_pretty(value).unwrap_or_default()
         ),
@@ -63,7 +85,7 @@ pub(crate) fn print(format: Format, value: &Value, columns: &[(&str, &str)]) {
                 })
                 .collect();
             let headers: Vec<&str> = columns.iter().map(|(h, _)| *h).collect();
-            println!("{}", table(&headers, &rows));
+            outln!("{}", table(&headers, &rows));
         }
     }
 }
