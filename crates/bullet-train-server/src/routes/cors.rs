@@ -25,10 +25,13 @@ const EXPOSED: HeaderValue =
     HeaderValue::from_static("x-flagsmith-document-updated-at,retry-after");
 /// Methods the SDK routes take.
 const METHODS: HeaderValue = HeaderValue::from_static("GET,POST,PUT,OPTIONS");
-/// Request headers SDKs send.
+/// Request headers SDKs send, and the defaults Flagsmith's Core allows besides (`accept`,
+/// `authorization`, `user-agent`, `x-requested-with`), so a browser client that adds one of those
+/// passes the preflight here as it does against Core.
 const HEADERS: HeaderValue = HeaderValue::from_static(
     "x-environment-key,content-type,flagsmith-sdk-user-agent,flagsmith-application-name,\
-     flagsmith-application-version,if-modified-since",
+     flagsmith-application-version,if-modified-since,accept,authorization,user-agent,\
+     x-requested-with",
 );
 /// How long a browser may cache a preflight's answer: a day.
 const MAX_AGE: HeaderValue = HeaderValue::from_static("86400");

@@ -267,6 +267,11 @@ async fn cors_allows_sdk_headers_and_exposes_updated_at() {
             "x-environment-key",
             "content-type",
             "flagsmith-sdk-user-agent",
+            "flagsmith-application-name",
+            "flagsmith-application-version",
+            "accept",
+            "authorization",
+            "x-requested-with",
         ] {
             assert!(allowed.split(',').any(|h| h == header), "{path}: {allowed}");
         }
