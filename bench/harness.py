@@ -192,7 +192,14 @@ def cpu_model():
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
         model = re.search(r"Model name:\s+(.+)", out).group(1).strip()
         cpus = re.search(r"^CPU\(s\):\s+(\d+)", out, re.M).group(1)
-        return f"{model}, {cpus} CPUs"
+        mhz = re.search(r"^cpu MHz\s*:\s*([\d.]+)", pathlib.Path("/proc/cpuinfo").read_text(), re.M)
+        family = re.search(r"^cpu family\s*:\s*(\d+)\s*\nmodel\s*:\s*(\d+)", pathlib.Path("/proc/cpuinfo").read_text(), re.M)
+        extra = ""
+        if family:
+            extra += f" (family {family.group(1)}, model {family.group(2)})"
+        if mhz:
+            extra += f" at {float(mhz.group(1)):.0f} MHz"
+        return f"{model}{extra}, {cpus} CPUs"
     except Exception:  # noqa: BLE001 - informational only
         return platform.processor() or "unknown"
 
@@ -365,6 +372,7 @@ class Bench:
         self.results["machine"] = {"cpu": cpu_model(), "kernel": platform.release(),
                                    "rustc": subprocess.run(["rustc", "--version"], capture_output=True,
                                                            text=True).stdout.strip()}
+        started = time.monotonic()
         self.results["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         self.results["command"] = "bench/run" + (" --quick" if self.quick else "")
         self.results["method"] = {"seconds": self.seconds, "repetitions": self.reps,
@@ -386,6 +394,8 @@ class Bench:
         finally:
             self.stop_all()
             subprocess.run(["psql", admin, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+        # The measurement's wall-clock time (the release build and tool installs come before it).
+        self.results["elapsed_seconds"] = round(time.monotonic() - started)
         self.write()
 
     def measure(self, sqlite_url, postgres_url):
@@ -435,7 +445,7 @@ class Bench:
         self.wait_sole_writer(pg_base, False)
         self.throughput({"postgres_replicas": pg_base},
                         [w for w in workloads if w.name in ("identities_light", "identities_heavy")])
-        for n in ((1, 20) if self.quick else (1, 1000)):
+        for n in ((1, 20) if self.quick else (1, 1000, 10000)):
             self.fanout("replicas", b_base, pg_base, n)
         b.stop()
         pg.stop()
@@ -496,10 +506,19 @@ class Bench:
         for backend in ("sqlite", "postgres"):
             add(f"flags/ >= 0.8x baseline ({backend})", _ratio(r, "flags", backend), 0.8)
             add(f"heavy identities/ >= 0.4x baseline ({backend})", _ratio(r, "identities_heavy", backend), 0.4)
+        # The same target when no answer can be reused: every request names a new identity, which
+        # the wire protocol makes a database read (an existing identity's stored traits and
+        # overrides would apply).
+        for backend in ("sqlite", "postgres"):
+            add(f"heavy identities/, every identity new, >= 0.4x baseline ({backend})",
+                _ratio(r, "identities_heavy_unique", backend, "baseline"), 0.4)
         add("flags/ >= 1.0x Unleash Edge client/features (SQLite)",
             _ratio(r, "flags", "sqlite", "unleash-edge"), 1.0)
         add("heavy identities/ >= 1.0x Unleash Edge frontend (SQLite)",
             _ratio(r, "identities_heavy", "sqlite", "unleash-edge"), 1.0)
+        # Equal work: Edge evaluates every frontend request; so does bullet-train for new identities.
+        add("heavy identities/, every identity new, >= 1.0x Unleash Edge frontend (SQLite)",
+            _ratio2(r, ("identities_heavy_unique", "sqlite"), ("identities_heavy", "unleash-edge")), 1.0)
         names = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
         for wname, lat in r["latency"].items():
             for backend, label in names.items():
@@ -523,7 +542,8 @@ class Bench:
         (self.out / "results.json").write_text(json.dumps(r, indent=2) + "\n")
         lines = ["# Benchmark results", "",
                  f"Command: `{r['command']}` ({r['date']}). Machine: {r['machine']['cpu']}, "
-                 f"kernel {r['machine']['kernel']}, {r['machine']['rustc']}.",
+                 f"kernel {r['machine']['kernel']}, {r['machine']['rustc']}. "
+                 f"The measurement took {r['elapsed_seconds'] / 60:.1f} minutes.",
                  f"Each server pinned to CPU {SERVER_CPU} with one Tokio worker thread; wrk and oha pinned to "
                  f"CPU {LOAD_CPU}; {CONNECTIONS} connections; throughput is the median of {self.reps} runs of "
                  f"{self.seconds} s (interleaved), latency is oha at a fixed rate of 50% of the baseline's "
@@ -607,6 +627,15 @@ class Bench:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in r["notes"]]
         (self.out / "results.md").write_text("\n".join(lines) + "\n")
         log(f"wrote {self.out / 'results.md'} and results.json")
+
+
+def _ratio2(r, ours, theirs):
+    """Throughput of `ours` over `theirs`, each a (workload, target) pair."""
+    a = r["throughput"].get(ours[0], {}).get(ours[1])
+    b = r["throughput"].get(theirs[0], {}).get(theirs[1])
+    if a is None or b is None:
+        return None
+    return a["median_rps"] / b["median_rps"]
 
 
 def _ratio(r, workload, target, reference="baseline"):

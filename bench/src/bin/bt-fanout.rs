@@ -172,6 +172,13 @@ async fn main() -> anyhow::Result<()> {
                 _ => break,
             }
         }
+        if latencies.len() < args.streams {
+            anyhow::bail!(
+                "round {round}: only {} of {} streams received the change within 30 s",
+                latencies.len(),
+                args.streams
+            );
+        }
         latencies.sort_by(f64::total_cmp);
         rounds.push(json!({
             "received": latencies.len(),

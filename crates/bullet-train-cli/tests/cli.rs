@@ -1,5 +1,5 @@
-//! The `bullet-train` binary as users run it: first-start token, durability across `kill -9`,
-//! graceful shutdown on SIGTERM, and `migrate`.
+//! The `bullet-train` binary as users run it: defaults, first-start token, durability across
+//! `kill -9`, graceful shutdown on SIGTERM and ctrl-c, and `migrate`.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -119,6 +119,18 @@ async fn first_start_generates_a_token_once() {
     }
 }
 
+/// `GET identities/?identifier=` of the sample environment.
+async fn identity(http: &reqwest::Client, url: &str, identifier: &str) -> Value {
+    http.get(format!("{url}/api/v1/identities/?identifier={identifier}"))
+        .header("X-Environment-Key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn acknowledged_trait_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,30 +149,68 @@ async fn acknowledged_trait_writes_survive_kill_9() {
             .unwrap();
         assert_eq!(response.status(), 200);
     }
+    // The other acknowledged writes: an identify that stores traits, and a bulk write.
+    let identify = json!({"identifier": "identified", "traits": [
+        {"trait_key": "plan", "trait_value": "pro"}, {"trait_key": "seats", "trait_value": 12}]});
+    let bulk = json!([
+        {"identity": {"identifier": "bulk-a"}, "trait_key": "colour", "trait_value": "red"},
+        {"identity": {"identifier": "bulk-b"}, "trait_key": "colour", "trait_value": "blue"}]);
+    for (method, path, body) in [
+        (reqwest::Method::POST, "identities/", identify),
+        (reqwest::Method::PUT, "traits/bulk/", bulk),
+    ] {
+        let response = http
+            .request(method, format!("{}/api/v1/{path}", server.url))
+            .header("X-Environment-Key", KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
     // SIGKILL: no shutdown code runs.
     server.child.kill().await.unwrap();
 
     let restarted = serve(&database, Some("t")).await;
-    let identity: Value = http
-        .get(format!(
-            "{}/api/v1/identities/?identifier=durable",
-            restarted.url
-        ))
-        .header("X-Environment-Key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let traits = identity["traits"].as_array().unwrap();
+    let durable = identity(&http, &restarted.url, "durable").await;
+    let traits = durable["traits"].as_array().unwrap();
     assert_eq!(traits.len(), 20);
     assert_eq!(traits[19]["trait_key"], "k19");
     assert_eq!(traits[19]["trait_value"], 19);
+    for (identifier, expected) in [
+        ("identified", json!({"plan": "pro", "seats": 12})),
+        ("bulk-a", json!({"colour": "red"})),
+        ("bulk-b", json!({"colour": "blue"})),
+    ] {
+        let stored: serde_json::Map<String, Value> = identity(&http, &restarted.url, identifier)
+            .await["traits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["trait_key"].as_str().unwrap().to_owned(),
+                    t["trait_value"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(Value::Object(stored), expected, "{identifier}");
+    }
 }
 
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully_even_with_open_streams() {
+    shuts_down_gracefully_on("-TERM").await;
+}
+
+#[tokio::test]
+async fn ctrl_c_shuts_down_gracefully_even_with_open_streams() {
+    shuts_down_gracefully_on("-INT").await;
+}
+
+/// Sends `signal` to a server with an open stream: it ends the stream, exits 0 and leaves its
+/// database whole in one file.
+async fn shuts_down_gracefully_on(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = serve(&dir.path().join("bt.db"), Some("t")).await;
     let http = reqwest::Client::new();
@@ -173,14 +223,14 @@ async fn sigterm_shuts_down_gracefully_even_with_open_streams() {
     assert!(stream.chunk().await.unwrap().is_some());
     let pid = server.child.id().unwrap().to_string();
     let killed = Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .await
         .unwrap();
     assert!(killed.success());
     let status = tokio::time::timeout(Duration::from_secs(30), server.child.wait())
         .await
-        .expect("no exit after SIGTERM")
+        .expect("no exit after the signal")
         .unwrap();
     assert!(status.success(), "{status}");
     while let Ok(Some(_)) = stream.chunk().await {}
@@ -231,6 +281,45 @@ async fn migrate_applies_migrations_once() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unsupported database URL"));
+}
+
+#[tokio::test]
+async fn serve_defaults_to_port_8000_and_a_database_in_the_working_directory() {
+    let help = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .args(["serve", "--help"])
+        .output()
+        .await
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("[default: 127.0.0.1:8000]"), "{help}");
+    assert!(
+        help.contains("[default: sqlite://bullet-train.db]"),
+        "{help}"
+    );
+    // Started with nothing but a free port, it makes its database where it runs.
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bullet-train"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .env_remove("BULLET_TRAIN_DATABASE_URL")
+        .env_remove("BULLET_TRAIN_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (_stdout, url, banner) = listening(&mut child).await;
+    let token = banner
+        .iter()
+        .find_map(|l| l.rsplit_once("keep it safe): ").map(|(_, t)| t.to_owned()))
+        .expect("a first start prints its token");
+    let http = reqwest::Client::new();
+    assert_eq!(
+        import(&http, &url, &token).await,
+        reqwest::StatusCode::CREATED
+    );
+    assert!(dir.path().join("bullet-train.db").exists());
+    child.kill().await.unwrap();
 }
 
 #[tokio::test]

@@ -316,6 +316,10 @@ fn de_opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
         Value::Bool(true) => Some("True".to_owned()),
         Value::Bool(false) => Some("False".to_owned()),
         Value::Int(i) => Some(i.to_string()),
+        // Python's `str()` of a whole float keeps its `.0` (`1.0`, where Rust writes `1`).
+        Value::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 => {
+            Some(format!("{f:.1}"))
+        }
         Value::Float(f) => Some(f.to_string()),
     })
 }
@@ -323,6 +327,24 @@ fn de_opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Err
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scalar_operands_read_as_python_writes_them() {
+        let operand = |value: &str| -> Option<String> {
+            let condition: Condition = serde_json::from_str(&format!(
+                r#"{{"operator": "EQUAL", "property_": "p", "value": {value}}}"#
+            ))
+            .unwrap();
+            condition.value
+        };
+        assert_eq!(operand("1.0").as_deref(), Some("1.0"));
+        assert_eq!(operand("-2.0").as_deref(), Some("-2.0"));
+        assert_eq!(operand("2.5").as_deref(), Some("2.5"));
+        assert_eq!(operand("3").as_deref(), Some("3"));
+        assert_eq!(operand("true").as_deref(), Some("True"));
+        assert_eq!(operand("\"x\"").as_deref(), Some("x"));
+        assert_eq!(operand("null"), None);
+    }
 
     #[test]
     fn minimal_document_reads_with_defaults_and_writes_every_key() {

@@ -134,10 +134,20 @@ async fn read_together(store: &Arc<dyn Store>, id: i64) {
 store_test!(idle_connections_close_down_to_one_and_reopen, |store| {
     let outcome = store.import_document(&sample()).await.unwrap();
     let id = outcome.environment_id;
-    // Reads started together open several connections.
-    read_together(&store, id).await;
-    let closed = store.close_idle_connections().await;
-    assert!(closed >= 1, "concurrent reads left one connection open");
+    // Reads started together open several connections, unless each happened to finish before
+    // the next began (a busy machine's scheduling): then they are tried together again.
+    let mut closed = 0;
+    for _ in 0..100 {
+        read_together(&store, id).await;
+        closed = store.close_idle_connections().await;
+        if closed > 0 {
+            break;
+        }
+    }
+    assert!(
+        closed >= 1,
+        "concurrent reads never opened a second connection"
+    );
     assert_eq!(store.close_idle_connections().await, 0, "one is left");
     // The pool opens connections again when needed, for reads and writes alike.
     read_together(&store, id).await;

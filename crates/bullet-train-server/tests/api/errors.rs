@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{KEY, TestApp};
+use crate::helpers::{KEY, TestApp, admin_ok};
 
 async fn stored_traits(app: &TestApp, identifier: &str) -> Value {
     let (_, identity) = app
@@ -237,4 +237,142 @@ async fn a_request_over_the_time_limit_gets_a_json_408() {
     // The server keeps serving.
     let (status, _) = app.get_json("/api/v1/flags/", KEY).await;
     assert_eq!(status, 200);
+}
+
+/// How many identities the sample environment holds, through the admin API.
+async fn identity_count(app: &TestApp) -> u64 {
+    admin_ok(
+        app,
+        Method::GET,
+        &format!("/api/v1/environments/{KEY}/identities/"),
+        None,
+    )
+    .await["count"]
+        .as_u64()
+        .unwrap()
+}
+
+/// `(status, JSON body)` of an SDK request with a JSON body.
+async fn send_json(app: &TestApp, method: Method, path: &str, body: &Value) -> (u16, Value) {
+    let response = app.sdk(method, path, KEY).json(body).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn every_route_that_takes_a_body_refuses_bad_ones_and_stores_nothing() {
+    let app = TestApp::sample().await;
+    // The sample's identities (those with overrides).
+    let before = identity_count(&app).await;
+    let long = "i".repeat(2001);
+    let routes: [(Method, &str, Value); 6] = [
+        (
+            Method::POST,
+            "/api/v1/identities/",
+            json!({"identifier": "bad", "traits": []}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/traits/",
+            json!({"identity": {"identifier": "bad"}, "trait_key": "k", "trait_value": 1}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/traits/bulk/",
+            json!([{"identity": {"identifier": "bad"}, "trait_key": "k", "trait_value": 1}]),
+        ),
+        (
+            Method::POST,
+            "/api/v1/traits/increment-value/",
+            json!({"identifier": "bad", "trait_key": "k", "increment_by": 1}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/identities/bad/traits/k",
+            json!({"trait_value": 1}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/analytics/flags/",
+            json!({"header": 1}),
+        ),
+    ];
+    let huge = format!("{{\"pad\": \"{}\"}}", "x".repeat(2 << 20));
+    for (method, path, _) in &routes {
+        for (body, expected) in [
+            (b"{\"identifier\": ".to_vec(), 400),
+            (b"{\"identifier\": \"\xff\xfe\"}".to_vec(), 400),
+            (huge.clone().into_bytes(), 413),
+        ] {
+            let (status, error) =
+                send_raw(&app, method.clone(), path, body, "application/json").await;
+            assert_eq!(status, expected, "{path}: {error}");
+            assert!(error.get("detail").is_some(), "{path}: {error}");
+        }
+        let (status, error) =
+            send_raw(&app, method.clone(), path, b"x".to_vec(), "text/plain").await;
+        assert_eq!(status, 415, "{path}: {error}");
+    }
+    // Well-formed JSON with a wrong shape or an overlong identifier.
+    let wrong: [(Method, String, Value); 8] = [
+        (Method::POST, "/api/v1/traits/".into(), json!([1])),
+        (
+            Method::POST,
+            "/api/v1/traits/".into(),
+            json!({"identity": {"identifier": long}, "trait_key": "k", "trait_value": 1}),
+        ),
+        (
+            Method::PUT,
+            "/api/v1/traits/bulk/".into(),
+            json!({"not": "a list"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/traits/increment-value/".into(),
+            json!({"identifier": "bad", "trait_key": "k", "increment_by": "one"}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/traits/increment-value/".into(),
+            json!({"identifier": long, "trait_key": "k", "increment_by": 1}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/identities/bad/traits/k".into(),
+            json!({}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/identities/{long}/traits/k"),
+            json!({"trait_value": 1}),
+        ),
+        (
+            Method::POST,
+            "/api/v1/identities/bad/traits/k".into(),
+            json!([1]),
+        ),
+    ];
+    for (method, path, body) in &wrong {
+        let (status, error) = send_json(&app, method.clone(), path, body).await;
+        assert_eq!(status, 400, "{path} {body}: {error}");
+        assert!(error.is_object(), "{path} {body}: {error}");
+    }
+    // A bulk write with one bad item writes none of the good ones.
+    let bulk = json!([
+        {"identity": {"identifier": "bad"}, "trait_key": "good", "trait_value": 1},
+        {"identity": {"identifier": "bad"}, "trait_key": "k".repeat(201), "trait_value": 1},
+    ]);
+    let (status, error) = send_json(&app, Method::PUT, "/api/v1/traits/bulk/", &bulk).await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(identity_count(&app).await, before, "nothing was stored");
+    // And every route still works with a good body.
+    for (method, path, body) in &routes {
+        let (status, answer) = send_json(&app, method.clone(), path, body).await;
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+    }
+    assert_eq!(
+        identity_count(&app).await,
+        before + 1,
+        "the good writes made `bad`"
+    );
 }
