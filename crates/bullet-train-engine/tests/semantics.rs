@@ -776,3 +776,160 @@ proptest! {
         let _ = in_segment(condition, json!({"t": trait_text}));
     }
 }
+
+/// A JSON scalar of any kind a document or trait may hold, odd ones included.
+fn scalar() -> BoxedStrategy<serde_json::Value> {
+    prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        prop::num::f64::NORMAL.prop_map(serde_json::Value::from),
+        ".{0,10}".prop_map(serde_json::Value::from),
+        prop::sample::select(vec![
+            "1.0.0:semver",
+            "2|0",
+            "0|0",
+            "a,b",
+            "[\"a\"]",
+            "(x",
+            "007",
+            ""
+        ])
+        .prop_map(serde_json::Value::from),
+    ]
+    .boxed()
+}
+
+/// Segment rules nested up to three deep, with any operator, property and operand.
+fn rules() -> impl Strategy<Value = serde_json::Value> {
+    let condition = (
+        prop::sample::select(vec![
+            "EQUAL",
+            "NOT_EQUAL",
+            "GREATER_THAN",
+            "GREATER_THAN_INCLUSIVE",
+            "LESS_THAN",
+            "LESS_THAN_INCLUSIVE",
+            "CONTAINS",
+            "NOT_CONTAINS",
+            "REGEX",
+            "MODULO",
+            "IN",
+            "PERCENTAGE_SPLIT",
+            "IS_SET",
+            "IS_NOT_SET",
+            "BOGUS",
+            "",
+        ]),
+        prop::sample::select(vec![
+            "t",
+            "n",
+            "",
+            "$.identity.traits.t",
+            "$.identity.identifier",
+            "$[",
+            "$..*",
+            "$.x.y",
+        ]),
+        scalar(),
+    )
+        .prop_map(
+            |(op, property, value)| json!({"operator": op, "property_": property, "value": value}),
+        );
+    let kind = prop::sample::select(vec!["ALL", "ANY", "NONE", "XOR"]);
+    let leaf = (kind.clone(), prop::collection::vec(condition.clone(), 0..4)).prop_map(
+        |(kind, conditions)| json!({"type": kind, "conditions": conditions, "rules": []}),
+    );
+    leaf.prop_recursive(3, 12, 3, move |inner| {
+        (
+            kind.clone(),
+            prop::collection::vec(condition.clone(), 0..3),
+            prop::collection::vec(inner, 0..3),
+        )
+            .prop_map(|(kind, conditions, rules)| {
+                json!({"type": kind, "conditions": conditions, "rules": rules})
+            })
+    })
+}
+
+/// A feature state of one of four features, with any value and any multivariate weights.
+fn state(segment: bool) -> impl Strategy<Value = serde_json::Value> {
+    (
+        0u32..4,
+        any::<bool>(),
+        scalar(),
+        prop::collection::vec(
+            prop::sample::select(vec![-10.0, 0.0, 33.3, 50.0, 100.0, 150.0, 1e300]),
+            0..3,
+        ),
+        prop::option::of(prop::sample::select(vec![-1i64, 0, 3, i64::from(u32::MAX)])),
+    )
+        .prop_map(move |(feature, enabled, value, weights, priority)| {
+            let values: Vec<serde_json::Value> = weights
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    json!({"id": 100 + i, "percentage_allocation": w,
+                        "multivariate_feature_option": {"id": 100 + i, "value": format!("v{i}")}})
+                })
+                .collect();
+            let mut state = json!({"feature": {"id": feature + 1, "name": format!("f{feature}")},
+                "enabled": enabled, "django_id": feature, "feature_state_value": value,
+                "multivariate_feature_state_values": values});
+            if segment {
+                state["feature_segment"] = json!({"priority": priority});
+            }
+            state
+        })
+}
+
+/// A whole document: features, segments with rules and overrides, and identity overrides.
+fn any_document() -> impl Strategy<Value = serde_json::Value> {
+    let segment = (rules(), prop::collection::vec(state(true), 0..3), 0u32..1000).prop_map(
+        |(rules, states, id)| json!({"id": id, "name": format!("s{id}"), "rules": [rules], "feature_states": states}),
+    );
+    (
+        prop::collection::vec(state(false), 0..5),
+        prop::collection::vec(segment, 0..4),
+        prop::collection::vec(state(false), 0..2),
+        any::<bool>(),
+    )
+        .prop_map(|(states, segments, overrides, hide)| {
+            json!({"id": 1, "api_key": ENV, "name": "Production",
+                "project": {"id": 1, "name": "p", "hide_disabled_flags": hide,
+                    "organisation": {"id": 1, "name": "o"}, "segments": segments},
+                "feature_states": states,
+                "identity_overrides": [{"identifier": "vip", "environment_api_key": ENV,
+                    "identity_features": overrides}]})
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn arbitrary_documents_compile_and_evaluate_without_panicking(
+        document in any_document(),
+        identifier in prop::sample::select(vec!["vip", "user", ""]),
+        t in scalar(),
+        n in scalar(),
+    ) {
+        // Every one of these shapes is a document the tolerant reader takes.
+        let document: EnvironmentDocument = serde_json::from_value(document).unwrap();
+        let snapshot = Snapshot::from_document(&document);
+        let t: Value = serde_json::from_value(t).unwrap();
+        let n: Value = serde_json::from_value(n).unwrap();
+        let traits = [("t", &t), ("n", &n)];
+        let identity = Identity::new(identifier).with_traits(&traits);
+        for subject in [None, Some(&identity)] {
+            let evaluation = snapshot.evaluate(subject);
+            // Each feature is answered at most once.
+            let mut names: Vec<&str> = evaluation.flags().iter().map(|f| f.name).collect();
+            let count = names.len();
+            names.sort_unstable();
+            names.dedup();
+            prop_assert_eq!(names.len(), count);
+            prop_assert!(count <= snapshot.feature_count());
+        }
+    }
+}

@@ -577,6 +577,42 @@ mod admin {
         (project, prod, staging, feature.value)
     }
 
+    /// An ALL rule holding when trait `plan` equals `value`.
+    fn plan_is(value: &str) -> Rule {
+        Rule {
+            rule_type: "ALL".into(),
+            rules: vec![],
+            conditions: vec![Condition {
+                operator: "EQUAL".into(),
+                property: "plan".into(),
+                value: Some(value.into()),
+                description: None,
+            }],
+        }
+    }
+
+    /// Creates a segment of `rules` in `project`.
+    async fn new_segment(
+        store: &Arc<dyn Store>,
+        project: Id,
+        name: &str,
+        rules: Vec<Rule>,
+    ) -> Segment {
+        store
+            .create_segment(
+                &author(),
+                project,
+                &NewSegment {
+                    name: name.into(),
+                    rules,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .value
+    }
+
     store_test!(features_have_a_state_in_every_environment, |store| {
         let (project, prod, staging, feature) = setup(&store).await;
         assert_eq!(feature.feature.feature_type, "MULTIVARIATE");
@@ -717,30 +753,7 @@ mod admin {
         let a = author();
         let mut segments = Vec::new();
         for name in ["a", "b", "c"] {
-            let rules = vec![Rule {
-                rule_type: "ALL".into(),
-                rules: vec![],
-                conditions: vec![Condition {
-                    operator: "EQUAL".into(),
-                    property: "plan".into(),
-                    value: Some(name.into()),
-                    description: None,
-                }],
-            }];
-            let segment = store
-                .create_segment(
-                    &a,
-                    project.id,
-                    &NewSegment {
-                        name: name.into(),
-                        rules,
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .value;
-            segments.push(segment);
+            segments.push(new_segment(&store, project.id, name, vec![plan_is(name)]).await);
         }
         let link = |segment: &Segment, priority: Option<i64>| NewFeatureSegment {
             feature_id: feature.feature.id,
@@ -1005,23 +1018,7 @@ mod admin {
                 .value
                 .feature
                 .id;
-            let segment = store
-                .create_segment(
-                    &a,
-                    project.id,
-                    &NewSegment {
-                        name: "beta".into(),
-                        rules: vec![Rule {
-                            rule_type: "ALL".into(),
-                            rules: vec![],
-                            conditions: vec![],
-                        }],
-                        ..Default::default()
-                    },
-                )
-                .await
-                .unwrap()
-                .value;
+            let segment = new_segment(&store, project.id, "beta", vec![plan_is("beta")]).await;
             let link = store
                 .create_feature_segment(
                     &a,
@@ -1258,6 +1255,347 @@ mod admin {
             store.project(project.id).await,
             Err(StoreError::NotFound)
         ));
+    });
+
+    store_test!(every_admin_object_reads_back_what_was_written, |store| {
+        let (project, prod, staging, checkout) = setup(&store).await;
+        let a = author();
+        let organisation = project.organisation_id;
+        // Organisations and projects.
+        assert_eq!(store.organisations().await.unwrap().len(), 1);
+        let renamed = store
+            .update_organisation(
+                &a,
+                organisation,
+                &OrganisationUpdate {
+                    name: Some("Acme Ltd".into()),
+                    persist_trait_data: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(store.organisation(organisation).await.unwrap(), renamed);
+        assert_eq!(
+            (renamed.name.as_str(), renamed.persist_trait_data),
+            ("Acme Ltd", false)
+        );
+        let updated = store
+            .update_project(
+                &a,
+                project.id,
+                &ProjectUpdate {
+                    hide_disabled_flags: Some(true),
+                    feature_name_regex: Some(Some("^[a-z_]+$".into())),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        assert!(updated.hide_disabled_flags);
+        assert_eq!(
+            store.projects(Some(organisation)).await.unwrap(),
+            vec![updated]
+        );
+        assert!(
+            store
+                .projects(Some(organisation + 1000))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Environments.
+        let environment = store
+            .update_environment(
+                &a,
+                staging.id,
+                &EnvironmentUpdate {
+                    description: Some(Some("pre-production".into())),
+                    allow_client_traits: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(environment.description.as_deref(), Some("pre-production"));
+        assert!(!environment.allow_client_traits);
+        let names: Vec<String> = store
+            .project_environments(project.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec!["Production", "Staging"]);
+        // Every environment's revision moves with its changes.
+        let before: Vec<(Id, i64)> = store.revisions().await.unwrap();
+        let feature = store
+            .update_feature(
+                &a,
+                project.id,
+                checkout.feature.id,
+                &FeatureUpdate {
+                    description: Some(Some("the checkout flow".into())),
+                    default_enabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(
+            store
+                .feature(project.id, checkout.feature.id)
+                .await
+                .unwrap(),
+            feature
+        );
+        assert_eq!(
+            feature.feature.description.as_deref(),
+            Some("the checkout flow")
+        );
+        // Multivariate options: add, change, remove.
+        let option = store
+            .create_option(
+                &a,
+                checkout.feature.id,
+                &NewOption {
+                    value: Value::from("modal"),
+                    default_percentage_allocation: 10.0,
+                    key: Some("modal".into()),
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        let changed = store
+            .update_option(
+                &a,
+                checkout.feature.id,
+                option.id,
+                &NewOption {
+                    value: Value::from("drawer"),
+                    default_percentage_allocation: 15.0,
+                    key: Some("drawer".into()),
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(
+            (changed.value.clone(), changed.default_percentage_allocation),
+            (Value::from("drawer"), 15.0)
+        );
+        // Over 100% in all is refused and changes nothing.
+        assert!(matches!(
+            store
+                .update_option(
+                    &a,
+                    checkout.feature.id,
+                    option.id,
+                    &NewOption {
+                        value: Value::from("drawer"),
+                        default_percentage_allocation: 90.0,
+                        key: None,
+                    },
+                )
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        let options = |store: Arc<dyn Store>| async move {
+            store
+                .feature(project.id, checkout.feature.id)
+                .await
+                .unwrap()
+                .options
+                .into_iter()
+                .map(|o| o.default_percentage_allocation)
+                .collect::<Vec<f64>>()
+        };
+        assert_eq!(options(store.clone()).await, vec![30.0, 20.0, 15.0]);
+        store
+            .delete_option(&a, checkout.feature.id, option.id)
+            .await
+            .unwrap();
+        assert_eq!(options(store.clone()).await, vec![30.0, 20.0]);
+        let after: Vec<(Id, i64)> = store.revisions().await.unwrap();
+        for ((id, old), (same, new)) in before.iter().zip(&after) {
+            assert_eq!(id, same);
+            assert!(new > old, "environment {id}: revision {old} -> {new}");
+        }
+        // Segments, and a segment override made in one call.
+        let segment = new_segment(&store, project.id, "pros", vec![plan_is("pro")]).await;
+        let rewritten = store
+            .update_segment(
+                &a,
+                project.id,
+                segment.id,
+                &NewSegment {
+                    name: "teams".into(),
+                    rules: vec![plan_is("team")],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(
+            store.segment(project.id, segment.id).await.unwrap(),
+            rewritten
+        );
+        assert_eq!(
+            rewritten.rules[0].conditions[0].value.as_deref(),
+            Some("team")
+        );
+        let found = store
+            .segments(
+                project.id,
+                &SegmentQuery {
+                    search: Some("TEA".into()),
+                    page: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((found.total, found.items[0].id), (1, segment.id));
+        let (link, state) = store
+            .create_segment_override(
+                &a,
+                &NewFeatureSegment {
+                    feature_id: checkout.feature.id,
+                    segment_id: segment.id,
+                    environment_id: prod.id,
+                    priority: None,
+                },
+                true,
+                &Value::from("teams-only"),
+                &[],
+            )
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(store.feature_segment(link.id).await.unwrap(), link);
+        assert_eq!(state.feature_segment_id, Some(link.id));
+        let exported = store.environment_export(prod.id).await.unwrap();
+        assert!(
+            exported
+                .states
+                .iter()
+                .any(|s| s.value == Value::from("teams-only"))
+        );
+        // Identities: a trait set, changed, deleted; a trait removed everywhere; the identity removed.
+        let ann = store.create_identity(&a, prod.id, "ann").await.unwrap();
+        let bob = store.create_identity(&a, prod.id, "bob").await.unwrap();
+        for identity in [&ann, &bob] {
+            store
+                .set_identity_trait(&a, prod.id, identity.id, "plan", Some(&Value::from("team")))
+                .await
+                .unwrap();
+        }
+        let set = store
+            .set_identity_trait(&a, prod.id, ann.id, "seats", Some(&Value::Int(3)))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (set.key.as_str(), set.value.clone()),
+            ("seats", Value::Int(3))
+        );
+        assert_eq!(
+            store
+                .set_identity_trait(&a, prod.id, ann.id, "seats", None)
+                .await
+                .unwrap(),
+            None
+        );
+        let traits = |id: Id| {
+            let store = store.clone();
+            async move {
+                let mut keys: Vec<String> = store
+                    .identity_by_id(prod.id, id)
+                    .await
+                    .unwrap()
+                    .traits
+                    .into_iter()
+                    .map(|t| t.key)
+                    .collect();
+                keys.sort();
+                keys
+            }
+        };
+        assert_eq!(traits(ann.id).await, vec!["plan"]);
+        assert_eq!(
+            store
+                .delete_traits_matching(&a, prod.id, "plan")
+                .await
+                .unwrap(),
+            2
+        );
+        assert!(traits(ann.id).await.is_empty() && traits(bob.id).await.is_empty());
+        store.delete_identity(&a, prod.id, bob.id).await.unwrap();
+        assert!(matches!(
+            store.identity_by_id(prod.id, bob.id).await,
+            Err(StoreError::NotFound)
+        ));
+        // Webhooks: listed, changed, due, deleted.
+        let hook = store
+            .create_webhook(
+                &a,
+                prod.id,
+                &NewWebhook {
+                    url: "http://127.0.0.1:1/a".into(),
+                    enabled: true,
+                    secret: None,
+                },
+            )
+            .await
+            .unwrap();
+        let moved = store
+            .update_webhook(
+                &a,
+                prod.id,
+                hook.id,
+                &NewWebhook {
+                    url: "http://127.0.0.1:1/b".into(),
+                    enabled: false,
+                    secret: Some("s".into()),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.webhooks(prod.id).await.unwrap(), vec![moved.clone()]);
+        assert!(!moved.enabled);
+        // A disabled webhook queues nothing; an enabled one is due after a flag change.
+        assert_eq!(store.next_delivery_at().await.unwrap(), None);
+        store
+            .update_webhook(
+                &a,
+                prod.id,
+                hook.id,
+                &NewWebhook {
+                    url: "http://127.0.0.1:1/b".into(),
+                    enabled: true,
+                    secret: None,
+                },
+            )
+            .await
+            .unwrap();
+        store
+            .delete_feature(&a, project.id, checkout.feature.id)
+            .await
+            .unwrap();
+        assert!(store.next_delivery_at().await.unwrap().is_some());
+        assert!(matches!(
+            store.feature(project.id, checkout.feature.id).await,
+            Err(StoreError::NotFound)
+        ));
+        store.delete_webhook(&a, prod.id, hook.id).await.unwrap();
+        assert!(store.webhooks(prod.id).await.unwrap().is_empty());
+        // API keys of the organisation, and the schema is complete.
+        assert!(store.api_keys(organisation).await.unwrap().is_empty());
+        assert!(store.pending_migrations().await.unwrap().is_empty());
     });
 
     store_test!(api_keys_by_prefix, |store| {
