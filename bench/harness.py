@@ -495,6 +495,24 @@ class Bench:
 
     # -- report ----------------------------------------------------------------------------------
 
+    def stricter(self):
+        """The targets' thresholds applied where no answer can be reused: every request names a new
+        identity, which the wire protocol makes a database read (an existing identity's stored
+        traits and overrides would apply) and a full evaluation. Rows `(label, measured, holds)`."""
+        r = self.results
+        out = []
+        for backend in ("sqlite", "postgres"):
+            ratio = _ratio(r, "identities_heavy_unique", backend)
+            if ratio is not None:
+                out.append((f"heavy identities/, every identity new, vs the baseline ({backend}; 0.4x)",
+                            f"{ratio:.2f}x", ratio >= 0.4))
+        # Equal work: Edge evaluates every frontend request; so does bullet-train for new identities.
+        ratio = _ratio2(r, ("identities_heavy_unique", "sqlite"), ("identities_heavy", "unleash-edge"))
+        if ratio is not None:
+            out.append(("heavy identities/, every identity new, vs Unleash Edge frontend (SQLite; 1.0x)",
+                        f"{ratio:.2f}x", ratio >= 1.0))
+        return out
+
     def targets(self):
         r = self.results
         out = []
@@ -507,19 +525,10 @@ class Bench:
         for backend in ("sqlite", "postgres"):
             add(f"flags/ >= 0.8x baseline ({backend})", _ratio(r, "flags", backend), 0.8)
             add(f"heavy identities/ >= 0.4x baseline ({backend})", _ratio(r, "identities_heavy", backend), 0.4)
-        # The same target when no answer can be reused: every request names a new identity, which
-        # the wire protocol makes a database read (an existing identity's stored traits and
-        # overrides would apply).
-        for backend in ("sqlite", "postgres"):
-            add(f"heavy identities/, every identity new, >= 0.4x baseline ({backend})",
-                _ratio(r, "identities_heavy_unique", backend, "baseline"), 0.4)
         add("flags/ >= 1.0x Unleash Edge client/features (SQLite)",
             _ratio(r, "flags", "sqlite", "unleash-edge"), 1.0)
         add("heavy identities/ >= 1.0x Unleash Edge frontend (SQLite)",
             _ratio(r, "identities_heavy", "sqlite", "unleash-edge"), 1.0)
-        # Equal work: Edge evaluates every frontend request; so does bullet-train for new identities.
-        add("heavy identities/, every identity new, >= 1.0x Unleash Edge frontend (SQLite)",
-            _ratio2(r, ("identities_heavy_unique", "sqlite"), ("identities_heavy", "unleash-edge")), 1.0)
         names = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
         for wname, lat in r["latency"].items():
             for backend, label in names.items():
@@ -605,6 +614,16 @@ class Bench:
         lines += ["", "## Targets (issue 7)", "", "| target | measured | met |", "|---|---|---|"]
         for label, value, ok in self.targets():
             lines.append(f"| {label} | {value} | {'yes' if ok else '**no**'} |")
+        stricter = self.stricter()
+        if stricter:
+            lines += ["", "## Beyond the targets: no answer reused", "",
+                      "The issue's workloads re-identify 1,000 users, as SDKs do, so repeated answers come "
+                      "from the identity answer cache. Here every request names a new identity instead: "
+                      "the wire protocol makes that a database read (an existing identity's stored traits "
+                      "and overrides apply), then a full evaluation and a fresh answer.", "",
+                      "| comparison (threshold) | measured | at or above the threshold |", "|---|---|---|"]
+            for label, value, ok in stricter:
+                lines.append(f"| {label} | {value} | {'yes' if ok else 'no'} |")
         lines += ["", "## Workloads", "",
                   "- `flags`: `GET /api/v1/flags/` of the light environment (20 features). Unleash Edge: "
                   "`GET /api/client/features` of the same 20 flags.",

@@ -193,12 +193,53 @@ fn bench(c: &mut Criterion) {
             .map(|s| s.name)
             .collect();
         assert_eq!(our_segments, their_segments, "{}", scenario.name);
+        // And the same flags: enabled, value and reason of every feature. That engine follows
+        // engine 11.x, which says `STATIC` where the corpus we conform to (engine-test-data
+        // v3.9.0) says `DEFAULT` for a feature no segment overrides (evaluation.md section 7).
+        let flags_of = |flags: Json| -> Vec<(Json, Json, Json, Json)> {
+            let mut out: Vec<(Json, Json, Json, Json)> = flags
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|f| {
+                    (
+                        f["name"].clone(),
+                        f["enabled"].clone(),
+                        f["value"].clone(),
+                        match f["reason"].as_str() {
+                            Some("STATIC") => json!("DEFAULT"),
+                            _ => f["reason"].clone(),
+                        },
+                    )
+                })
+                .collect();
+            out.sort_by_key(|f| f.0.to_string());
+            out
+        };
+        let our_flags = serde_json::to_value(snapshot.evaluate(subject).to_result().flags).unwrap();
+        let their_flags = serde_json::to_value(get_evaluation_result(&theirs).flags).unwrap();
+        assert_eq!(
+            flags_of(our_flags),
+            flags_of(their_flags),
+            "{}",
+            scenario.name
+        );
 
         let mut group = c.benchmark_group(scenario.name);
         group.bench_function("bullet-train", |b| {
             b.iter(|| {
                 black_box(snapshot.evaluate(black_box(subject)))
                     .flags()
+                    .len()
+            })
+        });
+        // The same, ending in an owned result like the other engine's (names, values and
+        // reasons copied out of the snapshot).
+        group.bench_function("bullet-train-owned", |b| {
+            b.iter(|| {
+                black_box(snapshot.evaluate(black_box(subject)))
+                    .to_result()
+                    .flags
                     .len()
             })
         });
