@@ -12,7 +12,8 @@ use bullet_train_store::model::{Webhook, WebhookDelivery};
 use bullet_train_store::time::now_micros;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::config::Limits;
 
@@ -37,6 +38,10 @@ pub(crate) fn signature(secret: &str, body: &[u8]) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// How many deliveries are sent at once. Each runs on its own, so a receiver that is slow to
+/// answer (up to the delivery timeout) holds one of these and delays no other delivery.
+const IN_FLIGHT: usize = 32;
+
 /// Sends due deliveries until shutdown.
 pub(crate) async fn run(
     store: Arc<dyn Store>,
@@ -55,24 +60,46 @@ pub(crate) async fn run(
             return;
         }
     };
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
+    // Dropped on shutdown, which stops the sends under way: their claims lapse and another start
+    // (or replica) retries them.
+    let mut sending = JoinSet::new();
     loop {
+        while sending.try_join_next().is_some() {}
         // Claimed for twice the delivery timeout: if this replica dies mid-delivery, another
         // one retries after that.
         let now = now_micros();
         let lease = now + (limits.webhook_timeout * 2).as_micros() as i64;
-        match store.due_deliveries(now, lease, 50).await {
-            Ok(due) => {
-                let sends = due
-                    .into_iter()
-                    .map(|(delivery, webhook)| deliver(&store, &http, &limits, delivery, webhook));
-                futures_util::future::join_all(sends).await;
+        let room = slots.available_permits();
+        if room > 0 {
+            match store.due_deliveries(now, lease, room as i64).await {
+                Ok(due) => {
+                    for (delivery, webhook) in due {
+                        let Ok(slot) = slots.clone().try_acquire_owned() else {
+                            break;
+                        };
+                        let (store, http, webhooks) =
+                            (store.clone(), http.clone(), webhooks.clone());
+                        sending.spawn(async move {
+                            deliver(&store, &http, &limits, delivery, webhook).await;
+                            drop(slot);
+                            // A retry may now be due earlier than the worker planned to look.
+                            webhooks.wake();
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "reading due webhook deliveries"),
             }
-            Err(e) => tracing::warn!(error = %e, "reading due webhook deliveries"),
         }
-        let wait = match store.next_delivery_at().await {
-            Ok(Some(at)) => Duration::from_micros((at - now_micros()).max(0) as u64),
-            Ok(None) => Duration::from_secs(3600),
-            Err(_) => Duration::from_secs(1),
+        // With every slot taken, the next finished send wakes the worker.
+        let wait = if slots.available_permits() == 0 {
+            Duration::from_secs(3600)
+        } else {
+            match store.next_delivery_at().await {
+                Ok(Some(at)) => Duration::from_micros((at - now_micros()).max(0) as u64),
+                Ok(None) => Duration::from_secs(3600),
+                Err(_) => Duration::from_secs(1),
+            }
         };
         tokio::select! {
             _ = webhooks.notify.notified() => {}

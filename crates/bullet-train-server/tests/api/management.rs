@@ -1289,6 +1289,56 @@ async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
 }
 
 #[tokio::test]
+async fn a_receiver_that_never_answers_delays_no_other_webhook() {
+    // Deliveries may wait an hour for their receiver.
+    let app = TestApp::with_limits(Limits {
+        webhook_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    })
+    .await;
+    let w = world(&app).await;
+    ok(
+        &app,
+        Method::POST,
+        &format!("/api/v1/projects/{}/features/", w.project),
+        Some(json!({"name": "banner"})),
+    )
+    .await;
+    // One receiver takes every request and never answers.
+    let (held_tx, mut held) = mpsc::unbounded_channel::<()>();
+    let stuck = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let held_tx = held_tx.clone();
+            async move {
+                let _ = held_tx.send(());
+                std::future::pending::<()>().await;
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stuck_url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, stuck).await.unwrap() });
+    let (url, mut rx) = receiver(0).await;
+    let hooks = format!("/api/v1/environments/{}/webhooks/", key(&w.prod));
+    ok(&app, Method::POST, &hooks, Some(json!({"url": stuck_url}))).await;
+    ok(&app, Method::POST, &hooks, Some(json!({"url": url}))).await;
+    let state = default_state(&app, &w.prod, "banner").await;
+    for value in ["first", "second", "third"] {
+        patch_state(&app, &w.prod, &state, json!({"feature_state_value": value})).await;
+        // The held receiver has this change, and does not answer...
+        tokio::time::timeout(Duration::from_secs(20), held.recv())
+            .await
+            .expect("the stuck receiver is called")
+            .unwrap();
+        // ...while the other receives it all the same.
+        let (_, body) = next_hook(&mut rx).await;
+        let payload: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(payload["data"]["new_state"]["feature_state_value"], value);
+    }
+}
+
+#[tokio::test]
 async fn webhook_states_carry_multivariate_allocations_and_are_unsigned_without_a_secret() {
     let app = TestApp::empty().await;
     let w = world(&app).await;
