@@ -1220,16 +1220,9 @@ async fn webhooks_are_signed_retried_and_logged() {
     assert_eq!(failed["results"][0]["attempts"], 5);
 }
 
-#[tokio::test]
-async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
-    let backoff = Duration::from_millis(20);
-    // A delivery may wait an hour for its receiver: a write that waited for it would hang.
-    let app = TestApp::with_limits(Limits {
-        webhook_backoff: backoff,
-        webhook_timeout: Duration::from_secs(3600),
-        ..Limits::default()
-    })
-    .await;
+/// A server with `limits` and a world whose project has the feature `banner`.
+async fn banner_world(limits: Limits) -> (TestApp, World) {
+    let app = TestApp::with_limits(limits).await;
     let w = world(&app).await;
     ok(
         &app,
@@ -1238,9 +1231,17 @@ async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
         Some(json!({"name": "banner"})),
     )
     .await;
-    // A receiver that holds every request until the test lets it answer (with 500), noting when
-    // each arrived.
-    let (arrived_tx, mut arrived) = mpsc::unbounded_channel::<tokio::time::Instant>();
+    (app, w)
+}
+
+/// A webhook receiver that holds every request until the test adds a permit to the semaphore (then
+/// answers 500), reporting when each request arrived.
+async fn holding_receiver() -> (
+    String,
+    mpsc::UnboundedReceiver<tokio::time::Instant>,
+    Arc<tokio::sync::Semaphore>,
+) {
+    let (arrived_tx, arrived) = mpsc::unbounded_channel::<tokio::time::Instant>();
     let release = Arc::new(tokio::sync::Semaphore::new(0));
     let held = release.clone();
     let hook = axum::Router::new().route(
@@ -1258,6 +1259,20 @@ async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    (url, arrived, release)
+}
+
+#[tokio::test]
+async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
+    let backoff = Duration::from_millis(20);
+    // A delivery may wait an hour for its receiver: a write that waited for it would hang.
+    let (app, w) = banner_world(Limits {
+        webhook_backoff: backoff,
+        webhook_timeout: Duration::from_secs(3600),
+        ..Limits::default()
+    })
+    .await;
+    let (url, mut arrived, release) = holding_receiver().await;
     let hooks = format!("/api/v1/environments/{}/webhooks/", key(&w.prod));
     let webhook = ok(&app, Method::POST, &hooks, Some(json!({"url": url}))).await;
     // The write returns while the receiver has not answered (it cannot: nothing has released it).
@@ -1291,34 +1306,13 @@ async fn a_write_never_waits_for_a_webhook_and_retries_back_off() {
 #[tokio::test]
 async fn a_receiver_that_never_answers_delays_no_other_webhook() {
     // Deliveries may wait an hour for their receiver.
-    let app = TestApp::with_limits(Limits {
+    let (app, w) = banner_world(Limits {
         webhook_timeout: Duration::from_secs(3600),
         ..Limits::default()
     })
     .await;
-    let w = world(&app).await;
-    ok(
-        &app,
-        Method::POST,
-        &format!("/api/v1/projects/{}/features/", w.project),
-        Some(json!({"name": "banner"})),
-    )
-    .await;
-    // One receiver takes every request and never answers.
-    let (held_tx, mut held) = mpsc::unbounded_channel::<()>();
-    let stuck = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move || {
-            let held_tx = held_tx.clone();
-            async move {
-                let _ = held_tx.send(());
-                std::future::pending::<()>().await;
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let stuck_url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, stuck).await.unwrap() });
+    // One receiver takes every request and never answers (nothing releases it).
+    let (stuck_url, mut held, _never) = holding_receiver().await;
     let (url, mut rx) = receiver(0).await;
     let hooks = format!("/api/v1/environments/{}/webhooks/", key(&w.prod));
     ok(&app, Method::POST, &hooks, Some(json!({"url": stuck_url}))).await;
