@@ -332,9 +332,10 @@ pub(crate) enum SegmentCommand {
         #[arg(long = "rule")]
         rules: Vec<String>,
         /// How the `--rule` conditions combine.
-        #[arg(long = "match", value_enum, default_value_t = Match::All)]
+        #[arg(long = "match", value_enum, default_value_t = Match::All, requires = "rules")]
         matching: Match,
-        #[arg(long)]
+        /// A JSON file of Flagsmith rules, instead of `--rule` conditions.
+        #[arg(long, conflicts_with_all = ["rules", "matching"])]
         rules_file: Option<PathBuf>,
         #[arg(long)]
         description: Option<String>,
@@ -352,9 +353,10 @@ pub(crate) enum SegmentCommand {
         #[arg(long = "rule")]
         rules: Vec<String>,
         /// How the `--rule` conditions combine.
-        #[arg(long = "match", value_enum, default_value_t = Match::All)]
+        #[arg(long = "match", value_enum, default_value_t = Match::All, requires = "rules")]
         matching: Match,
-        #[arg(long)]
+        /// A JSON file of Flagsmith rules, instead of `--rule` conditions.
+        #[arg(long, conflicts_with_all = ["rules", "matching"])]
         rules_file: Option<PathBuf>,
         #[arg(long)]
         description: Option<String>,
@@ -1022,6 +1024,13 @@ impl Context {
                 }
                 if let Some(v) = hide_sensitive_data {
                     body.insert("hide_sensitive_data".into(), json!(v));
+                }
+                if body.is_empty() {
+                    return Err(CliError::Usage(
+                        "give --name, --allow-client-traits, --hide-disabled-flags or \
+                         --hide-sensitive-data"
+                            .into(),
+                    ));
                 }
                 let updated = self
                     .client

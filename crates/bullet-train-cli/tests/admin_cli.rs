@@ -3490,3 +3490,86 @@ async fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn options_that_would_be_ignored_are_refused() {
+    let s = server().await;
+    let key = acme_web_production(&s).await;
+    // Nothing to change is a usage error, not an empty update in the audit log.
+    fails(
+        &s,
+        &["environments", "set", &key],
+        2,
+        "give --name, --allow-client-traits, --hide-disabled-flags or --hide-sensitive-data",
+    )
+    .await;
+    let audit = json(&s, &["audit"]).await;
+    assert!(
+        audit.as_array().unwrap().iter().all(|e| e["log"]
+            .as_str()
+            .is_none_or(|l| !l.starts_with("Environment updated"))),
+        "{audit}"
+    );
+    // A rules file and --rule conditions, or --match without conditions: one would be dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.json");
+    std::fs::write(&file, r#"[{"type": "ALL", "rules": [], "conditions": []}]"#).unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        &[
+            "segments",
+            "create",
+            "s",
+            "--project",
+            "Web",
+            "--rules-file",
+            file,
+            "--rule",
+            "plan EQUAL pro",
+        ][..],
+        &[
+            "segments",
+            "create",
+            "s",
+            "--project",
+            "Web",
+            "--rules-file",
+            file,
+            "--match",
+            "any",
+        ][..],
+        &[
+            "segments",
+            "create",
+            "s",
+            "--project",
+            "Web",
+            "--match",
+            "none",
+        ][..],
+        &[
+            "segments",
+            "update",
+            "s",
+            "--project",
+            "Web",
+            "--match",
+            "any",
+            "--name",
+            "t",
+        ][..],
+    ] {
+        let out = cli(&s, args).await;
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("cannot be used with") || out.stderr.contains("required"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    // Nothing was created.
+    assert_eq!(
+        json(&s, &["segments", "list", "--project", "Web"]).await,
+        serde_json::json!([])
+    );
+}
