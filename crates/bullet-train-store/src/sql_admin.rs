@@ -388,7 +388,8 @@ macro_rules! sql_admin_items {
         }
 
         /// Environment default states as webhook payloads, `(environment, feature name, payload)`:
-        /// those where `column` (`feature_id` or `environment_id`) is `id`.
+        /// those where `column` (`feature_id` or `environment_id`) is `id`, in environments with an
+        /// enabled webhook (no other environment gets an event, so none is described).
         async fn describe_defaults(
             conn: &mut Conn,
             column: &str,
@@ -398,7 +399,9 @@ macro_rules! sql_admin_items {
                 conn,
                 &format!(
                     "SELECT id FROM feature_states WHERE {column} = $1 AND feature_segment_id IS NULL \
-                     AND identity_id IS NULL ORDER BY id"
+                     AND identity_id IS NULL \
+                     AND environment_id IN (SELECT environment_id FROM webhooks WHERE enabled) \
+                     ORDER BY id"
                 ),
                 id,
             )

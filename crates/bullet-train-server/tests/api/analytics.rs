@@ -114,22 +114,12 @@ async fn huge_counts_saturate_instead_of_failing() {
     let body = json!({"header": i64::MAX, header_id: i64::MAX});
     for _ in 0..2 {
         // And a second request overflows the stored total.
-        let response = app
-            .sdk(Method::POST, "/api/v1/analytics/flags/", KEY)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
+        let (status, _) = app.post_json("/api/v1/analytics/flags/", KEY, &body).await;
+        assert_eq!(status, 200);
     }
     let v2 = json!({"evaluations": [{"feature_name": "header", "count": i64::MAX}]});
-    let response = app
-        .sdk(Method::POST, "/api/v2/analytics/flags/", KEY)
-        .json(&v2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 204);
+    let (status, _) = app.post_json("/api/v2/analytics/flags/", KEY, &v2).await;
+    assert_eq!(status, 204);
     let header = counts(&app, "header").await;
     assert_eq!(header.len(), 1);
     assert_eq!(header[0]["count"], json!(i64::MAX));

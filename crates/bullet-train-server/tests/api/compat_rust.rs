@@ -2,6 +2,8 @@
 //! whose model is the strictest of the SDKs' parsers: both the document SDKs fetch and the admin
 //! export parse, and its evaluation of them agrees with what our server answers remotely.
 
+use std::collections::BTreeMap;
+
 use flagsmith_flag_engine::engine::get_evaluation_result;
 use flagsmith_flag_engine::engine_eval::mappers::{
     add_identity_to_context, environment_to_context,
@@ -12,24 +14,7 @@ use flagsmith_flag_engine::types::FlagsmithValue;
 use serde_json::{Value, json};
 
 use crate::compat::{RICH_KEY, rich_app};
-
-/// `{name: (enabled, value)}` of a flag list as our server sends it.
-fn ours(flags: &Value) -> Vec<(String, bool, Value)> {
-    let mut out: Vec<(String, bool, Value)> = flags
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["feature"]["name"].as_str().unwrap().to_owned(),
-                f["enabled"].as_bool().unwrap(),
-                f["feature_state_value"].clone(),
-            )
-        })
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
+use crate::helpers::flag_map;
 
 #[tokio::test]
 async fn the_rust_sdk_engine_reads_our_documents_and_agrees_with_the_server() {
@@ -76,12 +61,11 @@ async fn the_rust_sdk_engine_reads_our_documents_and_agrees_with_the_server() {
             &identifier,
             &engine_traits,
         ));
-        let mut theirs: Vec<(String, bool, Value)> = result
+        let theirs: BTreeMap<String, (bool, Value)> = result
             .flags
             .into_values()
-            .map(|f| (f.name, f.enabled, serde_json::to_value(&f.value).unwrap()))
+            .map(|f| (f.name, (f.enabled, serde_json::to_value(&f.value).unwrap())))
             .collect();
-        theirs.sort_by(|a, b| a.0.cmp(&b.0));
         let body = json!({"identifier": identifier, "transient": true, "traits": traits
             .as_object()
             .unwrap()
@@ -90,6 +74,10 @@ async fn the_rust_sdk_engine_reads_our_documents_and_agrees_with_the_server() {
             .collect::<Vec<_>>()});
         let (status, answer) = app.post_json("/api/v1/identities/", RICH_KEY, &body).await;
         assert_eq!(status, 200);
-        assert_eq!(ours(&answer["flags"]), theirs, "{identifier} with {traits}");
+        assert_eq!(
+            flag_map(&answer["flags"]),
+            theirs,
+            "{identifier} with {traits}"
+        );
     }
 }

@@ -252,13 +252,6 @@ async fn identity_count(app: &TestApp) -> u64 {
         .unwrap()
 }
 
-/// `(status, JSON body)` of an SDK request with a JSON body.
-async fn send_json(app: &TestApp, method: Method, path: &str, body: &Value) -> (u16, Value) {
-    let response = app.sdk(method, path, KEY).json(body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test]
 async fn every_route_that_takes_a_body_refuses_bad_ones_and_stores_nothing() {
     let app = TestApp::sample().await;
@@ -353,7 +346,7 @@ async fn every_route_that_takes_a_body_refuses_bad_ones_and_stores_nothing() {
         ),
     ];
     for (method, path, body) in &wrong {
-        let (status, error) = send_json(&app, method.clone(), path, body).await;
+        let (status, error) = app.send_json(method.clone(), path, KEY, body).await;
         assert_eq!(status, 400, "{path} {body}: {error}");
         assert!(error.is_object(), "{path} {body}: {error}");
     }
@@ -362,12 +355,14 @@ async fn every_route_that_takes_a_body_refuses_bad_ones_and_stores_nothing() {
         {"identity": {"identifier": "bad"}, "trait_key": "good", "trait_value": 1},
         {"identity": {"identifier": "bad"}, "trait_key": "k".repeat(201), "trait_value": 1},
     ]);
-    let (status, error) = send_json(&app, Method::PUT, "/api/v1/traits/bulk/", &bulk).await;
+    let (status, error) = app
+        .send_json(Method::PUT, "/api/v1/traits/bulk/", KEY, &bulk)
+        .await;
     assert_eq!(status, 400, "{error}");
     assert_eq!(identity_count(&app).await, before, "nothing was stored");
     // And every route still works with a good body.
     for (method, path, body) in &routes {
-        let (status, answer) = send_json(&app, method.clone(), path, body).await;
+        let (status, answer) = app.send_json(method.clone(), path, KEY, body).await;
         assert!((200..300).contains(&status), "{path}: {status} {answer}");
     }
     assert_eq!(

@@ -169,14 +169,18 @@ impl TestApp {
 
     /// POST JSON with an SDK key.
     pub(crate) async fn post_json(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        status_and_json(
-            self.sdk(Method::POST, path, key)
-                .json(body)
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await
+        self.send_json(Method::POST, path, key, body).await
+    }
+
+    /// A JSON body sent with any method and an SDK key, returning status and JSON body.
+    pub(crate) async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> (u16, Value) {
+        status_and_json(self.sdk(method, path, key).json(body).send().await.unwrap()).await
     }
 }
 

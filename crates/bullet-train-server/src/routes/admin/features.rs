@@ -114,7 +114,7 @@ async fn with_environment(
     environment: Id,
     features: &mut [dto::Feature],
 ) -> ApiResult<()> {
-    let defaults = state
+    let defaults: std::collections::HashMap<Id, model::FeatureState> = state
         .store
         .feature_states(
             environment,
@@ -124,10 +124,13 @@ async fn with_environment(
             },
         )
         .await?
-        .items;
+        .items
+        .into_iter()
+        .map(|s| (s.feature_id, s))
+        .collect();
     let counts = state.store.override_counts(environment).await?;
     for feature in features {
-        let default = defaults.iter().find(|s| s.feature_id == feature.id);
+        let default = defaults.get(&feature.id);
         feature.environment_feature_state = default.map(|s| dto::EnvironmentFeatureState {
             id: s.id,
             feature_state_value: s.value.clone(),
